@@ -1,0 +1,144 @@
+//! The client commands: `restart`, `status`, `stop`. Each sends one request
+//! on the control socket, prints the answer, and maps it to an exit code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{default_control_path, Target};
+use crate::config::{self, Overrides};
+use crate::control::{self, ClientError};
+use crate::exit::Exit;
+use crate::protocol::{ErrorKind, Request, Response, Status};
+
+/// How long `stop` waits for the supervisor process to be gone after it
+/// said it stopped (it only has to return from main by then).
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Which control socket a client talks to: --control, HANDOFF_CONTROL
+/// (both in `target.control`), the config's `control`, the default.
+pub fn control_path(target: &Target) -> Result<PathBuf, Exit> {
+    if let Some(path) = &target.control {
+        return Ok(path.clone());
+    }
+    if let Some(file) = &target.config {
+        match config::load(Some(file), Overrides::default()) {
+            Ok(c) => return Ok(c.control.unwrap_or_else(default_control_path)),
+            Err(errors) => {
+                for e in errors.0 {
+                    eprintln!("handoff: {e}");
+                }
+                return Err(Exit::Config);
+            }
+        }
+    }
+    Ok(default_control_path())
+}
+
+fn ask(target: &Target, request: Request) -> Result<Response, Exit> {
+    let path = control_path(target)?;
+    control::call(&path, &request).map_err(|e| {
+        eprintln!("handoff: {e}");
+        match e {
+            ClientError::Unreachable { .. } => Exit::Unreachable,
+            _ => Exit::Refused,
+        }
+    })
+}
+
+/// An answer that is an error, printed, as an exit code.
+fn refused(response: Response) -> Exit {
+    match response {
+        Response::Error { kind, message } => {
+            eprintln!("handoff: {message}");
+            match kind {
+                ErrorKind::RestartFailed => Exit::RestartFailed,
+                ErrorKind::ShuttingDown | ErrorKind::BadRequest => Exit::Refused,
+            }
+        }
+        other => {
+            eprintln!("handoff: unexpected answer: {other:?}");
+            Exit::Refused
+        }
+    }
+}
+
+pub fn restart(target: &Target) -> Exit {
+    match ask(target, Request::Restart) {
+        Ok(Response::Restarted(r)) => {
+            println!("generation {} ready in {} ms", r.generation, r.ready_ms);
+            Exit::Ok
+        }
+        Ok(other) => refused(other),
+        Err(exit) => exit,
+    }
+}
+
+pub fn stop(target: &Target) -> Exit {
+    match ask(target, Request::Stop) {
+        Ok(Response::Stopped { pid }) => {
+            if let Ok(false) = crate::sys::wait_for_exit(pid, EXIT_WAIT) {
+                eprintln!(
+                    "handoff: the supervisor (pid {pid}) said it stopped but has not exited yet"
+                );
+                return Exit::Refused;
+            }
+            Exit::Ok
+        }
+        Ok(other) => refused(other),
+        Err(exit) => exit,
+    }
+}
+
+pub fn status(target: &Target, json: bool) -> Exit {
+    match ask(target, Request::Status) {
+        Ok(Response::Status(status)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).expect("status serializes")
+                );
+            } else {
+                print!("{}", render(&status));
+            }
+            Exit::Ok
+        }
+        Ok(other) => refused(other),
+        Err(exit) => exit,
+    }
+}
+
+/// The human form of `status`.
+pub fn render(s: &Status) -> String {
+    let mut out = format!(
+        "handoff {} (pid {}), up {}, generation {}",
+        s.version,
+        s.pid,
+        crate::ms(Duration::from_millis(s.uptime_ms)),
+        s.generation
+    );
+    if let Some(g) = s.restarting {
+        out += &format!(", restarting to generation {g}");
+    }
+    if s.shutting_down {
+        out += ", shutting down";
+    }
+    out += "\n\nSOCKET   FD  ADDRESS                 LISTEN\n";
+    for k in &s.sockets {
+        out += &format!("{:<8} {:<3} {:<23} {}\n", k.name, k.fd, k.address, k.listen);
+    }
+    out += "\nSLOT  PID      GEN  STATE       FOR        RESTARTS  STATUS\n";
+    for w in &s.workers {
+        let pid = w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        out += &format!(
+            "{:<5} {:<8} {:<4} {:<11} {:<10} {:<9} {}\n",
+            w.slot,
+            pid,
+            w.generation,
+            w.state,
+            crate::ms(Duration::from_millis(w.for_ms)),
+            w.restarts,
+            w.status.as_deref().unwrap_or("")
+        );
+    }
+    out
+}

@@ -1,0 +1,786 @@
+//! The configuration: a TOML file and/or command-line flags, parsed into raw
+//! values and then validated into typed ones ([`Config`]).
+//!
+//! Every problem is reported, with the file, line and column where it has
+//! one. Unknown keys are errors, never ignored. Relative paths in a file
+//! (unix socket paths, `control`, `working_directory`, a `command` that
+//! contains a `/`) are relative to the file's directory, so a config means
+//! the same thing whatever directory handoff is started from; on the command
+//! line they are relative to the current directory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sockets::{self, ListenAddr, SocketSpec};
+
+/// The validated configuration of one supervisor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub file: Option<PathBuf>,
+    /// The control socket path, if the file or a flag named one.
+    pub control: Option<PathBuf>,
+    pub sockets: Vec<SocketSpec>,
+    pub program: ProgramSpec,
+}
+
+/// How to run the server and when to consider it ready.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramSpec {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_directory: Option<PathBuf>,
+    pub ready: Readiness,
+    pub ready_timeout: Duration,
+    pub stop_signal: Signal,
+    pub drain_timeout: Duration,
+    pub respawn_backoff: Duration,
+    pub respawn_backoff_max: Duration,
+    pub workers: usize,
+}
+
+/// How a new child proves it serves. A TCP probe cannot: the supervisor owns
+/// the socket, so a connect succeeds whoever accepts (DESIGN.md).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    /// The child sends READY=1 on NOTIFY_SOCKET.
+    Notify,
+    /// A probe command, run every `interval` until it exits 0.
+    Exec {
+        command: Vec<String>,
+        interval: Duration,
+    },
+    /// The child is considered ready once it has stayed alive this long.
+    Delay(Duration),
+}
+
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(1);
+pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(200);
+pub const DEFAULT_RESPAWN_BACKOFF: Duration = Duration::from_millis(100);
+pub const DEFAULT_RESPAWN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Where a value came from: a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// One problem with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub location: Option<Location>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn one(message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            location: None,
+            message: message.into(),
+        }])
+    }
+}
+
+/// Program settings as either source gives them: every field optional, every
+/// value already typed. The file's and the flags' are merged (flags win),
+/// then defaults fill the gaps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgramSettings {
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub working_directory: Option<PathBuf>,
+    pub ready: Option<ReadyKind>,
+    pub ready_command: Option<Vec<String>>,
+    pub ready_delay: Option<Duration>,
+    pub ready_interval: Option<Duration>,
+    pub ready_timeout: Option<Duration>,
+    pub stop_signal: Option<Signal>,
+    pub drain_timeout: Option<Duration>,
+    pub respawn_backoff: Option<Duration>,
+    pub respawn_backoff_max: Option<Duration>,
+    pub workers: Option<usize>,
+}
+
+/// The `ready` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadyKind {
+    Notify,
+    Exec,
+    Delay,
+}
+
+/// Settings that do not come from `[program]`: the flags' share of the
+/// config (`--control`, `--listen`, ...).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub control: Option<PathBuf>,
+    pub sockets: Vec<SocketSpec>,
+    pub program: ProgramSettings,
+}
+
+/// Reads and validates a config file, then applies the flags.
+pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigErrors> {
+    let parsed = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigErrors::one(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            parse_file(path, &text)?
+        }
+        None => FileConfig::default(),
+    };
+    finish(file, parsed, overrides)
+}
+
+/// What a file says, typed but not yet merged with flags or defaulted.
+#[derive(Debug, Default)]
+struct FileConfig {
+    control: Option<PathBuf>,
+    sockets: Vec<(SocketSpec, Option<Location>)>,
+    program: ProgramSettings,
+    /// Where each `[program]` key stands, for errors found after merging.
+    keys: BTreeMap<&'static str, Location>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    control: Option<Spanned<String>>,
+    #[serde(default)]
+    socket: Vec<Spanned<RawSocket>>,
+    program: Option<RawProgram>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSocket {
+    name: Spanned<String>,
+    listen: Spanned<String>,
+    backlog: Option<Spanned<i64>>,
+    reuse_port: Option<bool>,
+    mode: Option<Spanned<RawMode>>,
+}
+
+/// A file mode: `0o660` (a TOML octal integer) or `"0660"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMode {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProgram {
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    working_directory: Option<Spanned<String>>,
+    ready: Option<Spanned<String>>,
+    ready_command: Option<Spanned<Vec<String>>>,
+    ready_delay: Option<Spanned<String>>,
+    ready_interval: Option<Spanned<String>>,
+    ready_timeout: Option<Spanned<String>>,
+    stop_signal: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<String>>,
+    respawn_backoff: Option<Spanned<String>>,
+    respawn_backoff_max: Option<Spanned<String>>,
+    workers: Option<Spanned<i64>>,
+}
+
+/// Turns byte offsets into file:line:column.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, offset: usize) -> Location {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Location {
+            file: self.path.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            location: Some(self.at(spanned.span().start)),
+            message: message.into(),
+        }
+    }
+
+    /// The file's directory; empty (so joins leave paths as they are) when
+    /// the file is in the current directory.
+    fn base(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigErrors> {
+    let src = Source { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            location: e.span().map(|span| src.at(span.start)),
+            message: e.message().trim_end().replace('\n', ", "),
+        }])
+    })?;
+    let base = src.base();
+    let mut errors = Vec::new();
+    let mut out = FileConfig {
+        control: raw.control.map(|c| base.join(c.into_inner())),
+        ..FileConfig::default()
+    };
+    for socket in &raw.socket {
+        let at = src.at(socket.span().start);
+        match socket_from_raw(&src, socket.get_ref(), &base) {
+            Ok(spec) => out.sockets.push((spec, Some(at))),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if let Some(program) = raw.program {
+        program_from_raw(&src, program, &base, &mut out, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn socket_from_raw(
+    src: &Source,
+    raw: &RawSocket,
+    base: &Path,
+) -> Result<SocketSpec, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    if let Err(e) = sockets::validate_name(raw.name.get_ref()) {
+        errors.push(src.error(&raw.name, e));
+    }
+    let listen = match raw.listen.get_ref().parse::<ListenAddr>() {
+        Ok(addr) => Some(addr.rebase(base)),
+        Err(e) => {
+            errors.push(src.error(&raw.listen, e.to_string()));
+            None
+        }
+    };
+    let backlog = match &raw.backlog {
+        Some(b) if *b.get_ref() < 1 || *b.get_ref() > i64::from(i32::MAX) => {
+            errors.push(src.error(
+                b,
+                format!("backlog must be a positive number, not {}", b.get_ref()),
+            ));
+            None
+        }
+        Some(b) => u32::try_from(*b.get_ref()).ok(),
+        None => None,
+    };
+    let mode = match &raw.mode {
+        None => None,
+        Some(m) => match parse_mode(m.get_ref()) {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                errors.push(src.error(m, e));
+                None
+            }
+        },
+    };
+    if let (Some(m), Some(listen)) = (&raw.mode, &listen) {
+        if !matches!(listen, ListenAddr::Unix(_)) {
+            errors.push(src.error(m, "mode only applies to unix:// sockets with a path"));
+        }
+    }
+    match listen {
+        Some(listen) if errors.is_empty() => Ok(SocketSpec {
+            name: raw.name.get_ref().clone(),
+            listen,
+            backlog,
+            reuse_port: raw.reuse_port.unwrap_or(false),
+            mode,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn parse_mode(raw: &RawMode) -> Result<u32, String> {
+    let mode = match raw {
+        RawMode::Int(i) => u32::try_from(*i).map_err(|_| format!("mode {i} is not a file mode"))?,
+        RawMode::Str(s) => parse_octal_mode(s)?,
+    };
+    if mode > 0o7777 {
+        return Err(format!("mode {mode:o} is not a file mode (at most 0o7777)"));
+    }
+    Ok(mode)
+}
+
+/// `"0660"` or `"660"` (always octal, as chmod reads it).
+pub fn parse_octal_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("`{s}` is not an octal file mode like \"0660\""))?;
+    if mode > 0o7777 {
+        return Err(format!("`{s}` is not a file mode (at most 7777)"));
+    }
+    Ok(mode)
+}
+
+fn program_from_raw(
+    src: &Source,
+    raw: RawProgram,
+    base: &Path,
+    out: &mut FileConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    let p = &mut out.program;
+    let mut key = |name: &'static str, span: std::ops::Range<usize>| {
+        out.keys.insert(name, src.at(span.start));
+    };
+    if let Some(cmd) = raw.command {
+        key("command", cmd.span());
+        if cmd.get_ref().is_empty() {
+            errors.push(src.error(
+                &cmd,
+                "command must name a program: command = [\"./server\", \"--flag\"]",
+            ));
+        } else {
+            let mut command = cmd.into_inner();
+            if command[0].contains('/') {
+                command[0] = base.join(&command[0]).to_string_lossy().into_owned();
+            }
+            p.command = Some(command);
+        }
+    }
+    p.env = raw.env;
+    p.working_directory = raw.working_directory.map(|d| base.join(d.into_inner()));
+    if let Some(ready) = &raw.ready {
+        key("ready", ready.span());
+        match ready.get_ref().as_str() {
+            "notify" => p.ready = Some(ReadyKind::Notify),
+            "exec" => p.ready = Some(ReadyKind::Exec),
+            "delay" => p.ready = Some(ReadyKind::Delay),
+            other => errors.push(src.error(
+                ready,
+                format!("ready = \"{other}\" is not a readiness check: expected \"notify\", \"exec\" or \"delay\""),
+            )),
+        }
+    }
+    if let Some(cmd) = raw.ready_command {
+        key("ready_command", cmd.span());
+        if cmd.get_ref().is_empty() {
+            errors.push(src.error(&cmd, "ready_command must name a program"));
+        } else {
+            p.ready_command = Some(cmd.into_inner());
+        }
+    }
+    let mut duration = |value: &Option<Spanned<String>>, name: &'static str| -> Option<Duration> {
+        let value = value.as_ref()?;
+        out.keys.insert(name, src.at(value.span().start));
+        match parse_duration(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(src.error(value, format!("{name}: {e}")));
+                None
+            }
+        }
+    };
+    p.ready_delay = duration(&raw.ready_delay, "ready_delay");
+    p.ready_interval = duration(&raw.ready_interval, "ready_interval");
+    p.ready_timeout = duration(&raw.ready_timeout, "ready_timeout");
+    p.drain_timeout = duration(&raw.drain_timeout, "drain_timeout");
+    p.respawn_backoff = duration(&raw.respawn_backoff, "respawn_backoff");
+    p.respawn_backoff_max = duration(&raw.respawn_backoff_max, "respawn_backoff_max");
+    if let Some(sig) = &raw.stop_signal {
+        match parse_signal(sig.get_ref()) {
+            Ok(s) => p.stop_signal = Some(s),
+            Err(e) => errors.push(src.error(sig, e)),
+        }
+    }
+    if let Some(w) = &raw.workers {
+        match usize::try_from(*w.get_ref()) {
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.workers = Some(n),
+            _ => errors.push(src.error(
+                w,
+                format!(
+                    "workers must be between 1 and {MAX_WORKERS}, not {}",
+                    w.get_ref()
+                ),
+            )),
+        }
+    }
+}
+
+/// A sanity bound, far above what one machine runs.
+pub const MAX_WORKERS: usize = 4096;
+
+/// `10s`, `500ms`, `2m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like \"10s\" or \"500ms\" ({e})"))
+}
+
+/// `SIGTERM`, `TERM` or `term`.
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| format!("`{s}` is not a signal name like \"SIGTERM\" or \"SIGQUIT\""))
+}
+
+/// Merges the file and the flags, fills in defaults and checks what can only
+/// be checked on the whole.
+fn finish(
+    file: Option<&Path>,
+    parsed: FileConfig,
+    overrides: Overrides,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let at = |key: &str| parsed.keys.get(key).cloned();
+    let mut sockets: Vec<(SocketSpec, Option<Location>)> = parsed.sockets;
+    sockets.extend(overrides.sockets.into_iter().map(|s| (s, None)));
+    for (i, (spec, location)) in sockets.iter().enumerate() {
+        if sockets[..i]
+            .iter()
+            .any(|(other, _)| other.name == spec.name)
+        {
+            errors.push(ConfigError {
+                location: location.clone(),
+                message: format!(
+                    "socket name `{}` is used twice: names must be unique",
+                    spec.name
+                ),
+            });
+        }
+    }
+    let file_program = parsed.program;
+    let flags = overrides.program;
+    let mut env = file_program.env;
+    env.extend(flags.env);
+    let command = flags.command.or(file_program.command);
+    let ready_kind = flags
+        .ready
+        .or(file_program.ready)
+        .unwrap_or(ReadyKind::Notify);
+    let ready_command = flags.ready_command.or(file_program.ready_command);
+    let ready_delay = flags.ready_delay.or(file_program.ready_delay);
+    let ready_interval = flags.ready_interval.or(file_program.ready_interval);
+    let ready = match ready_kind {
+        ReadyKind::Notify => Readiness::Notify,
+        ReadyKind::Delay => Readiness::Delay(ready_delay.unwrap_or(DEFAULT_READY_DELAY)),
+        ReadyKind::Exec => match ready_command.clone() {
+            Some(command) => Readiness::Exec {
+                command,
+                interval: ready_interval.unwrap_or(DEFAULT_READY_INTERVAL),
+            },
+            None => {
+                errors.push(ConfigError {
+                    location: at("ready"),
+                    message: "ready = \"exec\" needs a probe: ready_command = [\"/path/to/probe\"] (--ready-command)".into(),
+                });
+                Readiness::Notify
+            }
+        },
+    };
+    if ready_command.is_some() && ready_kind != ReadyKind::Exec {
+        errors.push(ConfigError {
+            location: at("ready_command"),
+            message: "ready_command is only used with ready = \"exec\"".into(),
+        });
+    }
+    if ready_delay.is_some() && ready_kind != ReadyKind::Delay {
+        errors.push(ConfigError {
+            location: at("ready_delay"),
+            message: "ready_delay is only used with ready = \"delay\"".into(),
+        });
+    }
+    if ready_interval.is_some() && ready_kind != ReadyKind::Exec {
+        errors.push(ConfigError {
+            location: at("ready_interval"),
+            message: "ready_interval is only used with ready = \"exec\"".into(),
+        });
+    }
+    let respawn_backoff = flags
+        .respawn_backoff
+        .or(file_program.respawn_backoff)
+        .unwrap_or(DEFAULT_RESPAWN_BACKOFF);
+    let respawn_backoff_max = flags
+        .respawn_backoff_max
+        .or(file_program.respawn_backoff_max)
+        .unwrap_or(DEFAULT_RESPAWN_BACKOFF_MAX);
+    if respawn_backoff.is_zero() || respawn_backoff > respawn_backoff_max {
+        errors.push(ConfigError {
+            location: at("respawn_backoff"),
+            message: format!(
+                "respawn_backoff ({}) must be above zero and at most respawn_backoff_max ({})",
+                humantime::format_duration(respawn_backoff),
+                humantime::format_duration(respawn_backoff_max)
+            ),
+        });
+    }
+    let ready_timeout = flags
+        .ready_timeout
+        .or(file_program.ready_timeout)
+        .unwrap_or(DEFAULT_READY_TIMEOUT);
+    if ready_timeout.is_zero() {
+        errors.push(ConfigError {
+            location: at("ready_timeout"),
+            message: "ready_timeout must be above zero".into(),
+        });
+    }
+    if sockets.is_empty() {
+        errors.push(ConfigError {
+            location: None,
+            message: match file {
+                Some(f) => format!(
+                    "{}: no socket: add a [[socket]] with name and listen, or --listen",
+                    f.display()
+                ),
+                None => "no socket: give one with --listen NAME=tcp://HOST:PORT".into(),
+            },
+        });
+    }
+    let Some(command) = command else {
+        errors.push(ConfigError {
+            location: None,
+            message: match file {
+                Some(f) => format!("{}: no program: add [program] with command = [\"./server\"], or give the command after --", f.display()),
+                None => "no program to run: give its command after --, e.g. handoff run --listen http=tcp://127.0.0.1:8080 -- ./server".into(),
+            },
+        });
+        return Err(ConfigErrors(errors));
+    };
+    let program = ProgramSpec {
+        command,
+        env,
+        working_directory: flags.working_directory.or(file_program.working_directory),
+        ready,
+        ready_timeout,
+        stop_signal: flags
+            .stop_signal
+            .or(file_program.stop_signal)
+            .unwrap_or(Signal::SIGTERM),
+        drain_timeout: flags
+            .drain_timeout
+            .or(file_program.drain_timeout)
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        respawn_backoff,
+        respawn_backoff_max,
+        workers: flags.workers.or(file_program.workers).unwrap_or(1),
+    };
+    let names: Vec<&str> = sockets.iter().map(|(s, _)| s.name.as_str()).collect();
+    for (what, text) in program
+        .command
+        .iter()
+        .map(|a| ("command", a))
+        .chain(program.env.values().map(|v| ("env", v)))
+    {
+        if let Err(e) = crate::template::check(text, &names) {
+            errors.push(ConfigError {
+                location: at(what),
+                message: e,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        file: file.map(Path::to_path_buf),
+        control: overrides.control.or(parsed.control),
+        sockets: sockets.into_iter().map(|(s, _)| s).collect(),
+        program,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let parsed = parse_file(Path::new("t.toml"), text)?;
+        finish(Some(Path::new("t.toml")), parsed, Overrides::default())
+    }
+
+    const GOOD: &str = r#"
+control = "/tmp/h.sock"
+
+[[socket]]
+name = "http"
+listen = "tcp://127.0.0.1:0"
+backlog = 512
+
+[[socket]]
+name = "admin"
+listen = "unix://admin.sock"
+mode = 0o600
+
+[program]
+command = ["./server", "--fd", "{fd:http}"]
+env = { RUST_LOG = "info" }
+ready = "exec"
+ready_command = ["true"]
+ready_timeout = "5s"
+stop_signal = "QUIT"
+drain_timeout = "500ms"
+workers = 2
+"#;
+
+    #[test]
+    fn a_good_file() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.sockets.len(), 2);
+        assert_eq!(c.sockets[0].backlog, Some(512));
+        assert_eq!(c.sockets[1].listen, ListenAddr::Unix("admin.sock".into()));
+        assert_eq!(c.sockets[1].mode, Some(0o600));
+        assert_eq!(c.program.command[0], "./server");
+        assert_eq!(c.program.stop_signal, Signal::SIGQUIT);
+        assert_eq!(c.program.ready_timeout, Duration::from_secs(5));
+        assert_eq!(c.program.drain_timeout, Duration::from_millis(500));
+        assert_eq!(c.program.workers, 2);
+        assert!(matches!(c.program.ready, Readiness::Exec { .. }));
+    }
+
+    fn errors(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let e = errors("[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[program]\ncommand = [\"x\"]\nredy_timeout = \"1s\"\n");
+        assert!(
+            e.starts_with("t.toml:6:1: unknown field `redy_timeout`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_each_name_their_line() {
+        let e = errors(
+            "[[socket]]\nname = \"a:b\"\nlisten = \"tcp://127.0.0.1\"\n[program]\ncommand = [\"x\"]\nready_timeout = \"soon\"\nstop_signal = \"SIGNOPE\"\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[0].starts_with("t.toml:2:8: socket name `a:b`"), "{e}");
+        assert!(
+            lines[1].starts_with("t.toml:3:10: `tcp://127.0.0.1`: no port"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("t.toml:6:17: ready_timeout: `soon`"),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("t.toml:7:15: `SIGNOPE` is not a signal"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_its_line() {
+        let e = errors("[program]\ncommand = [\"x\"\nready = \"delay\"\n");
+        assert!(
+            e.starts_with("t.toml:3:1: invalid array, expected `]`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exec_without_probe_is_refused_at_the_ready_key() {
+        let e = errors("[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[program]\ncommand = [\"x\"]\nready = \"exec\"\n");
+        assert!(
+            e.starts_with("t.toml:6:9: ready = \"exec\" needs a probe"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_template_socket_is_refused() {
+        let e = errors("[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[program]\ncommand = [\"x\", \"--fd={fd:b}\"]\n");
+        assert!(e.contains("t.toml:5:11:") && e.contains("`b`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_missing_parts() {
+        let e = errors("[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:2\"\n");
+        assert!(
+            e.contains("t.toml:4:1: socket name `a` is used twice"),
+            "{e}"
+        );
+        assert!(e.contains("no program"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let parsed = parse_file(Path::new("t.toml"), GOOD).unwrap();
+        let overrides = Overrides {
+            program: ProgramSettings {
+                workers: Some(5),
+                ready: Some(ReadyKind::Exec),
+                ..ProgramSettings::default()
+            },
+            ..Overrides::default()
+        };
+        let c = finish(Some(Path::new("t.toml")), parsed, overrides).unwrap();
+        assert_eq!(c.program.workers, 5);
+    }
+
+    #[test]
+    fn durations_and_signals() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("10").is_err());
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
+        assert!(parse_signal("SIGFOO").is_err());
+    }
+}

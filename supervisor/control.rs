@@ -1,0 +1,283 @@
+//! The control socket: the server side, which turns connections into
+//! [`ControlCall`]s for the event loop, and a small blocking client for the
+//! `handoff restart/status/stop` commands. The wire format is in
+//! `protocol.rs`.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::protocol::{self, ErrorKind, Request, Response, MAX_REQUEST};
+use crate::sockets::{BindError, BoundSocket, ListenAddr, SocketSpec};
+
+/// A request from a client and where its answer goes.
+#[derive(Debug)]
+pub struct ControlCall {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// The listening control socket. Its file is removed when it is dropped.
+pub struct ControlServer {
+    socket: BoundSocket,
+    listener: UnixListener,
+}
+
+impl ControlServer {
+    /// Binds `path` with mode 0600. A socket file left by a dead supervisor
+    /// is replaced; a live one is an error ("another handoff is running").
+    pub fn bind(path: &Path) -> Result<ControlServer, BindError> {
+        let socket = BoundSocket::bind(&SocketSpec {
+            name: "control".into(),
+            listen: ListenAddr::Unix(path.to_path_buf()),
+            backlog: Some(128),
+            reuse_port: false,
+            mode: Some(0o600),
+        })?;
+        let io_error = |source| BindError {
+            name: "control".into(),
+            listen: ListenAddr::Unix(path.to_path_buf()),
+            what: "cannot set up",
+            source,
+        };
+        let std_listener = std::os::unix::net::UnixListener::from(
+            socket.as_fd().try_clone_to_owned().map_err(io_error)?,
+        );
+        std_listener.set_nonblocking(true).map_err(io_error)?;
+        let listener = UnixListener::from_std(std_listener).map_err(io_error)?;
+        Ok(ControlServer { socket, listener })
+    }
+
+    /// Accepts connections until `shutdown` turns true, and then waits (up to
+    /// `grace`) for answers already on their way to be written.
+    pub async fn serve(
+        self,
+        calls: mpsc::UnboundedSender<ControlCall>,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        // Each connection holds a clone of `alive`; when all are dropped,
+        // `done` yields None.
+        let (alive, mut done) = mpsc::channel::<()>(1);
+        loop {
+            let for_connection = shutdown.clone();
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let calls = calls.clone();
+                        let alive = alive.clone();
+                        let shutdown = for_connection;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection(stream, calls, shutdown).await {
+                                tracing::debug!("control connection: {e}");
+                            }
+                            drop(alive);
+                        });
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: say so, and keep serving.
+                        tracing::warn!("control socket: cannot accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = stopped(&mut shutdown) => break,
+            }
+        }
+        drop(alive);
+        let _ = tokio::time::timeout(grace, done.recv()).await;
+        drop(self.socket);
+    }
+}
+
+async fn connection(
+    stream: UnixStream,
+    calls: mpsc::UnboundedSender<ControlCall>,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut read = tokio::io::BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let mut limited = (&mut read).take(MAX_REQUEST as u64 + 1);
+        let n = tokio::select! {
+            n = limited.read_until(b'\n', &mut line) => n?,
+            _ = stopped(&mut shutdown) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && line.len() > MAX_REQUEST {
+            let reply = bad_request(format!("request longer than {MAX_REQUEST} bytes"));
+            write.write_all(&protocol::encode(&reply)).await?;
+            return Ok(());
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let reply = match protocol::parse_request(text) {
+            Err(message) => bad_request(message),
+            Ok(request) => {
+                let (tx, rx) = oneshot::channel();
+                let call = ControlCall { request, reply: tx };
+                match calls.send(call) {
+                    Ok(()) => rx.await.unwrap_or_else(|_| gone()),
+                    Err(_) => gone(),
+                }
+            }
+        };
+        write.write_all(&protocol::encode(&reply)).await?;
+    }
+}
+
+/// Resolves once the shutdown flag is set.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send; drop it at once.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn bad_request(message: String) -> Response {
+    Response::Error {
+        kind: ErrorKind::BadRequest,
+        message,
+    }
+}
+
+fn gone() -> Response {
+    Response::Error {
+        kind: ErrorKind::ShuttingDown,
+        message: "the supervisor is shutting down".into(),
+    }
+}
+
+/// Why a client got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the supervisor at {path}: {source} (is `handoff run` running? point at its control socket with --control or HANDOFF_CONTROL)")]
+    Unreachable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the supervisor at {path} closed the connection without answering")]
+    NoAnswer { path: PathBuf },
+    #[error("talking to the supervisor at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the supervisor at {path} sent an answer this client does not understand: {message}")]
+    Protocol { path: PathBuf, message: String },
+}
+
+/// Sends one request and waits for its answer (as long as it takes: a
+/// restart answers when the new generation is ready or rolled back).
+pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+        ClientError::Unreachable {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let io_err = |source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    stream
+        .write_all(&protocol::encode(request))
+        .map_err(io_err)?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(io_err)?;
+    if line.is_empty() {
+        return Err(ClientError::NoAnswer {
+            path: path.to_path_buf(),
+        });
+    }
+    serde_json::from_str(&line).map_err(|e| ClientError::Protocol {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake event loop that answers every call with a fixed status.
+    async fn serve_for_test(path: &Path) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let server = ControlServer::bind(path).unwrap();
+        let (calls_tx, mut calls_rx) = mpsc::unbounded_channel::<ControlCall>();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Some(call) = calls_rx.recv().await {
+                let _ = call.reply.send(Response::Stopped { pid: 7 });
+            }
+        });
+        let task = tokio::spawn(server.serve(calls_tx, stop_rx, Duration::from_secs(1)));
+        (stop_tx, task)
+    }
+
+    async fn exchange(path: &Path, bytes: &[u8]) -> String {
+        let mut s = UnixStream::connect(path).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(s)
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        line
+    }
+
+    #[tokio::test]
+    async fn answers_good_and_bad_requests_and_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let (stop, task) = serve_for_test(&path).await;
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        assert_eq!(
+            exchange(&path, b"{\"command\":\"stop\"}\n").await,
+            "{\"result\":\"stopped\",\"pid\":7}\n"
+        );
+        let bad = exchange(&path, b"{\"command\":\"fly\"}\n").await;
+        assert!(bad.contains("\"kind\":\"bad_request\""), "{bad}");
+        let huge = vec![b'x'; MAX_REQUEST + 10];
+        let long = exchange(&path, &huge).await;
+        assert!(long.contains("longer than"), "{long}");
+        // Still serving after all that.
+        assert_eq!(
+            exchange(&path, b"{\"command\":\"status\"}\n").await,
+            "{\"result\":\"stopped\",\"pid\":7}\n"
+        );
+
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert!(!path.exists(), "the control socket file is removed");
+    }
+
+    #[tokio::test]
+    async fn a_second_server_on_a_live_socket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let (_stop, _task) = serve_for_test(&path).await;
+        let err = ControlServer::bind(&path)
+            .err()
+            .expect("must not bind twice");
+        assert!(
+            err.to_string().contains("another process is listening"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! The process exit codes of every `handoff` command.
+//!
+//! They are part of the interface: a deploy script must be able to tell
+//! "the restart failed but the old generation still serves" from "I typed
+//! the command wrong" from "no supervisor is running". Each failure has its
+//! own code and no two failures share one. The README lists them.
+
+/// A documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// The command did what was asked.
+    Ok = 0,
+    /// `restart`: the new generation failed to become ready and was rolled
+    /// back; the old generation keeps serving.
+    RestartFailed = 1,
+    /// Bad flags or arguments (clap's own code for usage errors).
+    Usage = 2,
+    /// The configuration is invalid (`check`, `run`).
+    Config = 3,
+    /// No supervisor answered on the control socket.
+    Unreachable = 4,
+    /// `run`: the supervisor could not set up (a socket could not be bound,
+    /// the control socket is in use, ...).
+    Setup = 5,
+    /// The supervisor answered but refused the request (it is shutting down,
+    /// or it did not understand the request).
+    Refused = 6,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}

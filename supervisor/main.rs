@@ -1,0 +1,110 @@
+//! The `handoff` command: parses flags and calls into the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use handoff::cli::{default_control_path, Cli, Command, RunArgs};
+use handoff::config::{self, Config};
+use handoff::exit::Exit;
+use handoff::{client, spawn, supervisor};
+
+fn main() -> ExitCode {
+    // Before anything opens an fd of its own.
+    handoff::sys::mark_inherited_fds_cloexec();
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    let exit = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Restart(target) => client::restart(&target),
+        Command::Status { target, json } => client::status(&target, json),
+        Command::Stop(target) => client::stop(&target),
+        Command::Check { config } => check(&config),
+    };
+    exit.into()
+}
+
+fn init_logging(level: tracing::Level) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    // journald stamps each line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Loads and fully validates a config, including that the program exists.
+fn load(file: Option<&std::path::Path>, overrides: config::Overrides) -> Result<Config, Exit> {
+    let config = config::load(file, overrides).map_err(|errors| {
+        for e in errors.0 {
+            eprintln!("handoff: {e}");
+        }
+        Exit::Config
+    })?;
+    let p = &config.program;
+    let env: Vec<_> = std::env::vars_os()
+        .chain(p.env.iter().map(|(k, v)| (k.into(), v.into())))
+        .collect();
+    if let Err(e) = spawn::resolve_program(&p.command[0], &env, p.working_directory.as_deref()) {
+        let at = config
+            .file
+            .as_ref()
+            .map(|f| format!("{}: ", f.display()))
+            .unwrap_or_default();
+        eprintln!("handoff: {at}program: {e}");
+        return Err(Exit::Config);
+    }
+    Ok(config)
+}
+
+fn check(file: &std::path::Path) -> Exit {
+    match load(Some(file), config::Overrides::default()) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} socket(s), {} worker(s))",
+                file.display(),
+                c.sockets.len(),
+                c.program.workers
+            );
+            Exit::Ok
+        }
+        Err(exit) => exit,
+    }
+}
+
+fn run(args: &RunArgs) -> Exit {
+    let overrides = match args.overrides() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("handoff: {e}");
+            return Exit::Usage;
+        }
+    };
+    let config = match load(args.config.as_deref(), overrides) {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+    let control = config.control.clone().unwrap_or_else(default_control_path);
+    // One thread: the supervisor's work is tiny and strictly sequential, and
+    // a single thread keeps its memory small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("handoff: cannot start the async runtime: {e}");
+            return Exit::Setup;
+        }
+    };
+    match runtime.block_on(supervisor::run(config, &control)) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("handoff: {e}");
+            Exit::Setup
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The supervisor's side of sd_notify(3): one datagram socket per child.
+//!
+//! A socket per child, rather than one shared socket and SCM_CREDENTIALS,
+//! tells the supervisor which child spoke even when the message comes from a
+//! process the child forked (a gunicorn arbiter's worker, a shell wrapper).
+//! The sockets live in the supervisor's private runtime directory (mode
+//! 0700), so no other user can send READY=1 in a child's name.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixDatagram;
+
+/// One thing a child said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Ready,
+    Stopping,
+    Reloading,
+    Status(String),
+    /// Anything else (MAINPID=, ERRNO=, WATCHDOG=1, ...): kept for the log.
+    Other(String),
+}
+
+/// Parses one datagram: newline-separated `KEY=VALUE` assignments.
+pub fn parse(datagram: &[u8]) -> Vec<Notice> {
+    String::from_utf8_lossy(datagram)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| match line.split_once('=') {
+            Some(("READY", "1")) => Notice::Ready,
+            Some(("STOPPING", "1")) => Notice::Stopping,
+            Some(("RELOADING", "1")) => Notice::Reloading,
+            Some(("STATUS", text)) => Notice::Status(text.to_string()),
+            _ => Notice::Other(line.to_string()),
+        })
+        .collect()
+}
+
+/// A bound notify socket; its file is removed when it is dropped.
+#[derive(Debug)]
+pub struct NotifySocket {
+    path: PathBuf,
+    socket: UnixDatagram,
+}
+
+/// sd_notify messages are small; systemd itself reads at most this much.
+const MAX_DATAGRAM: usize = 4096;
+
+impl NotifySocket {
+    pub fn bind(path: PathBuf) -> io::Result<NotifySocket> {
+        let socket = UnixDatagram::bind(&path)?;
+        Ok(NotifySocket { path, socket })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits for the next datagram and parses it.
+    pub async fn recv(&self) -> io::Result<Vec<Notice>> {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = self.socket.recv(&mut buf).await?;
+        Ok(parse(&buf[..n]))
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_assignments() {
+        assert_eq!(
+            parse(b"READY=1\nSTATUS=Gunicorn arbiter booted"),
+            vec![
+                Notice::Ready,
+                Notice::Status("Gunicorn arbiter booted".into())
+            ]
+        );
+        assert_eq!(
+            parse(b"READY=0\nMAINPID=4"),
+            vec![
+                Notice::Other("READY=0".into()),
+                Notice::Other("MAINPID=4".into())
+            ]
+        );
+        assert_eq!(parse(b"STOPPING=1\n\n"), vec![Notice::Stopping]);
+    }
+
+    #[tokio::test]
+    async fn receives_from_a_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = NotifySocket::bind(dir.path().join("n.sock")).unwrap();
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.send_to(b"READY=1", sock.path()).unwrap();
+        assert_eq!(sock.recv().await.unwrap(), vec![Notice::Ready]);
+        let path = sock.path().to_path_buf();
+        drop(sock);
+        assert!(!path.exists());
+    }
+}

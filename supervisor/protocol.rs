@@ -1,0 +1,167 @@
+//! The control protocol, spoken on the control socket (a unix stream socket,
+//! mode 0600): one JSON object per line each way. A client sends a
+//! [`Request`] and reads one [`Response`]; it may send more requests on the
+//! same connection.
+//!
+//! ```text
+//! > {"command":"status"}
+//! < {"result":"status","version":"0.1.0","pid":4410,"generation":3,...}
+//! > {"command":"restart"}
+//! < {"result":"restarted","generation":4,"ready_ms":212,"total_ms":214}
+//! < {"result":"error","kind":"restart_failed","message":"generation 5 worker 0 (pid 4530) exited with code 3 before it was ready; generation 4 keeps serving"}
+//! ```
+//!
+//! Field names and values here are stable: scripts rely on them. Fields may
+//! be added, never renamed or removed.
+
+use serde::{Deserialize, Serialize};
+
+/// Requests longer than this get an error reply and the connection closes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The supervisor's state.
+    Status,
+    /// Start a new generation; the answer comes once it is ready (or rolled
+    /// back). Requests that arrive while a restart runs are coalesced into
+    /// one more restart after it.
+    Restart,
+    /// Graceful shutdown; the answer comes once every child is gone.
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Status(Status),
+    Restarted(RestartReport),
+    /// The supervisor (this pid) has stopped every child and closed its
+    /// sockets; it exits right after this answer.
+    Stopped {
+        pid: u32,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The new generation did not become ready; the old one keeps serving.
+    RestartFailed,
+    /// The supervisor is shutting down and takes no more work.
+    ShuttingDown,
+    /// The request was not understood (bad JSON, unknown command, too long).
+    BadRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartReport {
+    /// The generation now serving.
+    pub generation: u64,
+    /// From the restart's start to the last new worker being ready.
+    pub ready_ms: u64,
+    /// From the restart's start to the old workers being told to drain.
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    /// The newest generation that became ready (0: none yet).
+    pub generation: u64,
+    /// The generation a restart in progress is starting, if any.
+    pub restarting: Option<u64>,
+    pub shutting_down: bool,
+    pub sockets: Vec<SocketStatus>,
+    pub workers: Vec<WorkerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketStatus {
+    pub name: String,
+    /// As configured, e.g. `tcp://127.0.0.1:0`.
+    pub listen: String,
+    /// As bound, e.g. `127.0.0.1:41234`.
+    pub address: String,
+    /// The fd number children receive it on.
+    pub fd: u32,
+    pub backlog: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub slot: usize,
+    /// None while the slot waits to respawn its worker.
+    pub pid: Option<u32>,
+    pub generation: u64,
+    /// `starting`, `ready`, `draining`, `killed`, or `respawning`.
+    pub state: String,
+    /// When the worker entered that state, in milliseconds since the Unix epoch.
+    pub since_unix_ms: u64,
+    /// How long it has been in that state.
+    pub for_ms: u64,
+    /// How often this slot's worker has been respawned after dying.
+    pub restarts: u32,
+    /// The last STATUS= the worker sent, if any.
+    pub status: Option<String>,
+}
+
+/// Parses one request line.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "bad request: {e} (expected one JSON object per line, e.g. {{\"command\":\"status\"}})"
+        )
+    })
+}
+
+/// One response line, newline included.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).expect("protocol types always serialize");
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        assert_eq!(
+            parse_request(br#"{"command":"restart"}"#).unwrap(),
+            Request::Restart
+        );
+        assert_eq!(encode(&Request::Status), b"{\"command\":\"status\"}\n");
+        assert!(parse_request(br#"{"command":"explode"}"#)
+            .unwrap_err()
+            .contains("bad request"));
+        assert!(parse_request(b"not json").is_err());
+    }
+
+    #[test]
+    fn response_wire_format() {
+        let e = Response::Error {
+            kind: ErrorKind::RestartFailed,
+            message: "m".into(),
+        };
+        assert_eq!(
+            String::from_utf8(encode(&e)).unwrap(),
+            "{\"result\":\"error\",\"kind\":\"restart_failed\",\"message\":\"m\"}\n"
+        );
+        let r = Response::Restarted(RestartReport {
+            generation: 2,
+            ready_ms: 5,
+            total_ms: 6,
+        });
+        let line = encode(&r);
+        assert_eq!(serde_json::from_slice::<Response>(&line).unwrap(), r);
+    }
+}

@@ -1,0 +1,402 @@
+//! Listening sockets: what the user asks for ([`ListenAddr`], [`SocketSpec`])
+//! and the bound kernel sockets the supervisor holds for its whole life
+//! ([`BoundSocket`]).
+//!
+//! The supervisor never accepts on these sockets. It only keeps them open, so
+//! that the kernel keeps completing handshakes into one accept queue while
+//! generations of children come and go (see DESIGN.md, "Why fd passing").
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+/// Where a socket listens, parsed from `tcp://HOST:PORT`, `udp://HOST:PORT`
+/// or `unix:///path` (`unix://relative/path`, `unix://@abstract`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+    Unix(PathBuf),
+    /// A Linux abstract-namespace unix socket (`unix://@name`).
+    UnixAbstract(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AddrError(String);
+
+impl FromStr for ListenAddr {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, AddrError> {
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| {
+            AddrError(format!(
+                "`{s}` is not an address: expected tcp://HOST:PORT, udp://HOST:PORT or unix:///path"
+            ))
+        })?;
+        match scheme {
+            "tcp" => Ok(ListenAddr::Tcp(
+                parse_host_port(rest).map_err(|e| AddrError(format!("`{s}`: {}", e.0)))?,
+            )),
+            "udp" => Ok(ListenAddr::Udp(
+                parse_host_port(rest).map_err(|e| AddrError(format!("`{s}`: {}", e.0)))?,
+            )),
+            "unix" => {
+                if let Some(name) = rest.strip_prefix('@') {
+                    if name.is_empty() {
+                        return Err(AddrError("unix://@ needs a name after the @".into()));
+                    }
+                    Ok(ListenAddr::UnixAbstract(name.to_string()))
+                } else if rest.is_empty() {
+                    Err(AddrError(
+                        "unix:// needs a path, e.g. unix:///run/app.sock".into(),
+                    ))
+                } else {
+                    Ok(ListenAddr::Unix(PathBuf::from(rest)))
+                }
+            }
+            other => Err(AddrError(format!(
+                "unknown scheme `{other}://` in `{s}`: expected tcp://, udp:// or unix://"
+            ))),
+        }
+    }
+}
+
+/// `HOST:PORT`, where HOST may be an IPv4 address, `[IPv6]`, a name that
+/// resolves (the first address is used), or empty / `*` for all interfaces.
+fn parse_host_port(s: &str) -> Result<SocketAddr, AddrError> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| AddrError("no port: expected HOST:PORT".into()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| AddrError(format!("`{port}` is not a port number (0-65535)")))?;
+    if host.is_empty() || host == "*" {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| AddrError(format!("cannot resolve `{host}`: {e}")))?
+        .next()
+        .ok_or_else(|| AddrError(format!("`{host}` resolves to no address")))
+}
+
+impl ListenAddr {
+    /// Makes a relative unix socket path relative to `base` (the config
+    /// file's directory).
+    pub fn rebase(self, base: &Path) -> Self {
+        match self {
+            ListenAddr::Unix(p) if p.is_relative() => ListenAddr::Unix(base.join(p)),
+            other => other,
+        }
+    }
+
+    fn is_unix(&self) -> bool {
+        matches!(self, ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
+            ListenAddr::Udp(a) => write!(f, "udp://{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+            ListenAddr::UnixAbstract(n) => write!(f, "unix://@{n}"),
+        }
+    }
+}
+
+/// One `[[socket]]` of the configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSpec {
+    /// The name children see in LISTEN_FDNAMES.
+    pub name: String,
+    pub listen: ListenAddr,
+    /// `None`: the kernel's maximum (net.core.somaxconn).
+    pub backlog: Option<u32>,
+    pub reuse_port: bool,
+    /// Permission bits of a unix socket file.
+    pub mode: Option<u32>,
+}
+
+/// Checks a socket name: it travels in LISTEN_FDNAMES, which is
+/// colon-separated, and systemd allows at most 255 characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(format!(
+            "socket name `{name}` must have 1 to 255 characters"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return Err(format!(
+            "socket name `{name}` may only contain letters, digits, `_`, `-` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("socket `{name}` ({listen}): {what}: {source}")]
+pub struct BindError {
+    pub name: String,
+    pub listen: ListenAddr,
+    pub what: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+/// A socket the supervisor has bound and holds open.
+#[derive(Debug)]
+pub struct BoundSocket {
+    pub spec: SocketSpec,
+    socket: Socket,
+    /// The address actually bound (the real port when 0 was asked for).
+    pub local: String,
+    /// A unix socket file this supervisor created, removed on shutdown.
+    created_file: Option<PathBuf>,
+}
+
+impl BoundSocket {
+    /// Binds and (for stream sockets) listens. Every fd is created with
+    /// CLOEXEC by socket2, so nothing leaks into children unless passed on
+    /// purpose.
+    pub fn bind(spec: &SocketSpec) -> Result<BoundSocket, BindError> {
+        let fail = |what: &'static str| {
+            let spec = spec.clone();
+            move |source: io::Error| BindError {
+                name: spec.name,
+                listen: spec.listen,
+                what,
+                source,
+            }
+        };
+        let (domain, ty, addr) = match &spec.listen {
+            ListenAddr::Tcp(a) => (Domain::for_address(*a), Type::STREAM, SockAddr::from(*a)),
+            ListenAddr::Udp(a) => (Domain::for_address(*a), Type::DGRAM, SockAddr::from(*a)),
+            ListenAddr::Unix(p) => {
+                remove_stale_unix_socket(p).map_err(fail("cannot reuse the socket path"))?;
+                (
+                    Domain::UNIX,
+                    Type::STREAM,
+                    SockAddr::unix(p).map_err(fail("bad path"))?,
+                )
+            }
+            ListenAddr::UnixAbstract(n) => {
+                let mut raw = vec![0u8];
+                raw.extend_from_slice(n.as_bytes());
+                let addr = SockAddr::unix(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&raw),
+                )
+                .map_err(fail("bad abstract name"))?;
+                (Domain::UNIX, Type::STREAM, addr)
+            }
+        };
+        let socket = Socket::new(domain, ty, None).map_err(fail("cannot create socket"))?;
+        if !spec.listen.is_unix() {
+            socket
+                .set_reuse_address(true)
+                .map_err(fail("cannot set SO_REUSEADDR"))?;
+            if spec.reuse_port {
+                socket
+                    .set_reuse_port(true)
+                    .map_err(fail("cannot set SO_REUSEPORT"))?;
+            }
+        }
+        socket.bind(&addr).map_err(fail("cannot bind"))?;
+        let created_file = match &spec.listen {
+            ListenAddr::Unix(p) => Some(p.clone()),
+            _ => None,
+        };
+        // From here on a file we created must be removed if a later step fails.
+        let mut bound = BoundSocket {
+            spec: spec.clone(),
+            socket,
+            local: String::new(),
+            created_file,
+        };
+        if let (Some(mode), Some(path)) = (spec.mode, &bound.created_file) {
+            // Before listen(), so no client can connect under the old mode.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(fail("cannot set the socket file's mode"))?;
+        }
+        if ty == Type::STREAM {
+            let backlog = spec.backlog.unwrap_or_else(somaxconn);
+            let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+            bound
+                .socket
+                .listen(backlog)
+                .map_err(fail("cannot listen"))?;
+        }
+        let local = bound
+            .socket
+            .local_addr()
+            .map_err(fail("cannot read the bound address"))?;
+        bound.local = describe_local(&local, &spec.listen);
+        Ok(bound)
+    }
+
+    /// The backlog in effect: the configured one or the kernel's maximum.
+    pub fn backlog(&self) -> Option<u32> {
+        match self.spec.listen {
+            ListenAddr::Udp(_) => None,
+            _ => Some(self.spec.backlog.unwrap_or_else(somaxconn)),
+        }
+    }
+}
+
+impl AsFd for BoundSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if let Some(path) = &self.created_file {
+            // Best effort: the file may already be gone.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn describe_local(local: &SockAddr, asked: &ListenAddr) -> String {
+    match local.as_socket() {
+        Some(addr) => addr.to_string(),
+        None => match asked {
+            ListenAddr::Unix(p) => p.display().to_string(),
+            ListenAddr::UnixAbstract(n) => format!("@{n}"),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// The kernel's cap on listen backlogs. Asking for it (rather than a small
+/// fixed number) keeps a slow-starting generation from dropping SYNs.
+pub fn somaxconn() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+/// A unix socket file left behind by a dead process is replaced; one that
+/// something still listens on, or a file that is not a socket, is not.
+fn remove_stale_unix_socket(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on it",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            "tcp://127.0.0.1:8080".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            "tcp://[::1]:0".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("[::1]:0".parse().unwrap())
+        );
+        assert_eq!(
+            "tcp://:80".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(
+            "udp://127.0.0.1:53".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Udp("127.0.0.1:53".parse().unwrap())
+        );
+        assert_eq!(
+            "unix:///run/a.sock".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Unix("/run/a.sock".into())
+        );
+        assert_eq!(
+            "unix://@hello".parse::<ListenAddr>().unwrap(),
+            ListenAddr::UnixAbstract("hello".into())
+        );
+    }
+
+    #[test]
+    fn rejects_bad_addresses() {
+        for bad in [
+            "127.0.0.1:80",
+            "http://x:1",
+            "tcp://127.0.0.1",
+            "tcp://1.2.3.4:99999",
+            "unix://",
+        ] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn port_zero_reports_the_real_port() {
+        let spec = SocketSpec {
+            name: "t".into(),
+            listen: "tcp://127.0.0.1:0".parse().unwrap(),
+            backlog: None,
+            reuse_port: false,
+            mode: None,
+        };
+        let bound = BoundSocket::bind(&spec).unwrap();
+        let addr: SocketAddr = bound.local.parse().unwrap();
+        assert_ne!(addr.port(), 0);
+    }
+
+    #[test]
+    fn stale_unix_socket_is_replaced_but_live_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let spec = SocketSpec {
+            name: "u".into(),
+            listen: ListenAddr::Unix(path.clone()),
+            backlog: None,
+            reuse_port: false,
+            mode: Some(0o600),
+        };
+        // A stale file: bound, then the listener dropped without unlinking.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let first = BoundSocket::bind(&spec).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let err = BoundSocket::bind(&spec).unwrap_err();
+        assert!(
+            err.to_string().contains("another process is listening"),
+            "{err}"
+        );
+        drop(first);
+        assert!(!path.exists(), "the file we created is removed on drop");
+    }
+}

@@ -1,0 +1,332 @@
+//! Starting a child with its sockets, the systemd way.
+//!
+//! The child gets the sockets as fds 3, 4, ... in config order with
+//! FD_CLOEXEC cleared, `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID` set to its
+//! own pid, and `NOTIFY_SOCKET`. Nothing else of the supervisor's leaks: every
+//! fd it opens is CLOEXEC.
+//!
+//! `LISTEN_PID` is the hard part. std's `Command` builds the environment
+//! before `fork`, when the child's pid is not known yet, and a `pre_exec`
+//! hook must not touch the environment. So the environment is built here
+//! instead, with a fixed-size hole for the pid, and the last `pre_exec` hook
+//! fills the hole (getpid and a few byte writes, all async-signal-safe) and
+//! calls `execve` itself. std's own exec is never reached on success; on
+//! failure the hook returns the errno and `spawn()` reports it, exactly as if
+//! std's exec had failed. (The alternative, re-executing a hidden subcommand
+//! of handoff that sets the variable, costs a second exec per child.)
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::process::{Child, Command};
+
+use crate::config::ProgramSpec;
+use crate::sockets::BoundSocket;
+use crate::template;
+
+/// Environment variables that belong to whoever started the supervisor
+/// (systemd) and must not reach a child, which gets its own.
+const INHERITED_PROTOCOL_VARS: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot find `{program}`: {reason}")]
+    NotFound { program: String, reason: String },
+    #[error("{0}")]
+    Template(String),
+    #[error("cannot duplicate the socket fds: {0}")]
+    Dup(#[source] io::Error),
+    #[error("cannot start `{program}`: {source}")]
+    Exec {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Everything a child needs besides its program: which sockets, where to
+/// notify, and which generation and slot it is.
+pub struct ChildContext<'a> {
+    pub sockets: &'a [BoundSocket],
+    pub notify_socket: &'a Path,
+    pub generation: u64,
+    pub slot: usize,
+}
+
+/// Starts one child. It runs in its own process group, so that a Ctrl-C on
+/// the terminal reaches only the supervisor, which then drains the children
+/// gracefully, and so that SIGKILL after `drain_timeout` reaches the child's
+/// own children too.
+pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<Child, SpawnError> {
+    let names: Vec<&str> = ctx.sockets.iter().map(|s| s.spec.name.as_str()).collect();
+    let args = spec
+        .command
+        .iter()
+        .map(|a| template::expand(a, &names))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SpawnError::Template)?;
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !INHERITED_PROTOCOL_VARS.iter().any(|v| OsStr::new(v) == k))
+        .collect();
+    for (k, v) in &spec.env {
+        let v = template::expand(v, &names).map_err(SpawnError::Template)?;
+        set(&mut env, k, v);
+    }
+    set(&mut env, "LISTEN_FDS", ctx.sockets.len().to_string());
+    set(&mut env, "LISTEN_FDNAMES", names.join(":"));
+    set(&mut env, "NOTIFY_SOCKET", ctx.notify_socket.as_os_str());
+    set(&mut env, "HANDOFF_GENERATION", ctx.generation.to_string());
+    set(&mut env, "HANDOFF_WORKER", ctx.slot.to_string());
+
+    let program = resolve_program(&args[0], &env, spec.working_directory.as_deref())?;
+    let image = ExecImage::new(&program, &args, &env);
+
+    let mut mappings = Vec::with_capacity(ctx.sockets.len());
+    for (i, socket) in ctx.sockets.iter().enumerate() {
+        let parent_fd = socket
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(SpawnError::Dup)?;
+        let child_fd =
+            i32::try_from(template::FIRST_FD + i).expect("socket count fits in an fd number");
+        mappings.push(FdMapping {
+            parent_fd,
+            child_fd,
+        });
+    }
+
+    let mut cmd = Command::new(&program);
+    cmd.args(&args[1..])
+        .env_clear()
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(dir) = &spec.working_directory {
+        cmd.current_dir(dir);
+    }
+    // Registered first, so it runs first: moves the sockets to 3, 4, ...
+    cmd.fd_mappings(mappings)
+        .expect("child fds 3.. are distinct by construction");
+    let mut image = image;
+    // SAFETY: the hook runs in the forked child before exec. It only calls
+    // getpid(2), writes into buffers the child owns, and calls execve(2):
+    // all async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || image.exec());
+    }
+    cmd.spawn().map_err(|source| SpawnError::Exec {
+        program: args[0].clone(),
+        source,
+    })
+}
+
+fn set(env: &mut Vec<(OsString, OsString)>, key: impl AsRef<OsStr>, value: impl Into<OsString>) {
+    let key = key.as_ref();
+    let value = value.into();
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some(entry) => entry.1 = value,
+        None => env.push((key.to_os_string(), value)),
+    }
+}
+
+/// Finds the program as execvp would, but in the parent, so a missing
+/// program is an error the supervisor can report before anything forks.
+/// A name with a `/` is taken as a path (relative to `cwd` if given);
+/// otherwise it is searched in the child's PATH.
+pub fn resolve_program(
+    name: &str,
+    env: &[(OsString, OsString)],
+    cwd: Option<&Path>,
+) -> Result<PathBuf, SpawnError> {
+    let not_found = |reason: String| SpawnError::NotFound {
+        program: name.to_string(),
+        reason,
+    };
+    if name.contains('/') {
+        let path = match cwd {
+            Some(dir) if Path::new(name).is_relative() => dir.join(name),
+            _ => PathBuf::from(name),
+        };
+        let path = std::path::absolute(&path).map_err(|e| not_found(e.to_string()))?;
+        return check_executable(&path).map(|()| path).map_err(not_found);
+    }
+    let search = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let mut last_problem = None;
+    for dir in std::env::split_paths(&search) {
+        let candidate = dir.join(name);
+        match check_executable(&candidate) {
+            Ok(()) => return std::path::absolute(&candidate).map_err(|e| not_found(e.to_string())),
+            Err(problem) if candidate.exists() => last_problem = Some(problem),
+            Err(_) => {}
+        }
+    }
+    Err(not_found(last_problem.unwrap_or_else(|| {
+        format!("not in PATH ({})", search.to_string_lossy())
+    })))
+}
+
+fn check_executable(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{} is not executable", path.display()));
+    }
+    Ok(())
+}
+
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+/// Room for any pid (at most 2^22 on Linux, but room for 20 digits anyway).
+const PID_DIGITS: usize = 20;
+
+/// A program, its argv and its envp, laid out as execve wants them before
+/// the fork, with a hole in LISTEN_PID for the child to fill.
+struct ExecImage {
+    path: CString,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    /// "LISTEN_PID=" followed by room for the digits and a NUL.
+    listen_pid: Box<[u8]>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into the heap buffers owned by the same
+// struct (CString contents and `listen_pid`), which never move or change
+// while it lives; the struct is only read, and only written in the child.
+unsafe impl Send for ExecImage {}
+// SAFETY: as above; no shared mutation happens in the parent.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new(program: &Path, args: &[String], env: &[(OsString, OsString)]) -> ExecImage {
+        let cstring = |bytes: Vec<u8>| {
+            // A NUL cannot come from argv or the environment; one from the
+            // config would be cut there rather than failing the spawn.
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            CString::new(&bytes[..end]).expect("NUL bytes were cut off")
+        };
+        let path = cstring(program.as_os_str().as_bytes().to_vec());
+        let argv: Vec<CString> = args
+            .iter()
+            .map(|a| cstring(a.clone().into_bytes()))
+            .collect();
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.clone().into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstring(kv)
+            })
+            .collect();
+        let mut listen_pid = vec![0u8; LISTEN_PID.len() + PID_DIGITS + 1].into_boxed_slice();
+        listen_pid[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
+        envp_ptrs.push(listen_pid.as_ptr().cast());
+        envp_ptrs.push(std::ptr::null());
+        ExecImage {
+            path,
+            _argv: argv,
+            _envp: envp,
+            listen_pid,
+            argv_ptrs,
+            envp_ptrs,
+        }
+    }
+
+    /// Runs in the forked child: fills in LISTEN_PID and replaces the
+    /// process. Returns only on failure.
+    fn exec(&mut self) -> io::Result<()> {
+        // SAFETY: getpid cannot fail and has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        write_decimal(&mut self.listen_pid[LISTEN_PID.len()..], pid.unsigned_abs());
+        // SAFETY: path, argv and envp are NUL-terminated strings in arrays
+        // terminated by a null pointer, all owned by `self`.
+        unsafe {
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+        }
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Writes `n` in decimal followed by a NUL, without allocating.
+fn write_decimal(buf: &mut [u8], mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[i] = digits[len - 1 - i];
+    }
+    buf[len] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_without_allocating() {
+        let mut buf = [0xffu8; 12];
+        write_decimal(&mut buf, 4411);
+        assert_eq!(&buf[..5], b"4411\0");
+        write_decimal(&mut buf, 0);
+        assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn resolves_programs_like_execvp() {
+        let env = vec![(
+            OsString::from("PATH"),
+            OsString::from("/nonexistent:/bin:/usr/bin"),
+        )];
+        let sh = resolve_program("sh", &env, None).unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        let err = resolve_program("no-such-program-xyz", &env, None).unwrap_err();
+        assert!(err.to_string().contains("not in PATH"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = resolve_program(plain.to_str().unwrap(), &env, None).unwrap_err();
+        assert!(err.to_string().contains("not executable"), "{err}");
+        let err = resolve_program("plain", &env, Some(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("not in PATH"), "{err}");
+        let found = resolve_program("./plain", &env, Some(dir.path())).unwrap_err();
+        assert!(
+            found.to_string().contains("not executable"),
+            "relative to cwd: {found}"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! The few raw syscalls std, nix and tokio do not wrap for us.
+
+use std::io;
+use std::time::Duration;
+
+/// Marks every fd above stderr close-on-exec. A supervisor started from a
+/// shell or another supervisor may inherit stray fds without FD_CLOEXEC;
+/// they must not leak into its children. Runs first thing in `main`.
+pub fn mark_inherited_fds_cloexec() {
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag on
+    // fds; it closes nothing and touches no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.11: one fd at a time.
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on an fd number only changes its flags; an fd that
+        // is no longer open (the directory listing's own) yields EBADF.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// Waits until process `pid` (not our child) has exited, or `timeout`
+/// passes. Returns whether it exited. Uses a pidfd, so it neither polls nor
+/// can be fooled by pid reuse after the pidfd is open.
+pub fn wait_for_exit(pid: u32, timeout: Duration) -> io::Result<bool> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ESRCH) => Ok(true), // already gone
+            _ => Err(err),
+        };
+    }
+    let fd = i32::try_from(fd).expect("fds fit in an int");
+    // SAFETY: fd was just returned to us by pidfd_open and is owned here.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    loop {
+        // SAFETY: one valid pollfd, the count says one.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}

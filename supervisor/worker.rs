@@ -1,0 +1,308 @@
+//! One child process of one generation, in one slot, and the small tasks
+//! that watch it: its exit, its notify socket, its readiness check and its
+//! deadlines. Each task only reports to the supervisor's event loop; the
+//! loop alone decides what happens (see `supervisor.rs`).
+
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
+
+use crate::config::{ProgramSpec, Readiness};
+use crate::notify::{Notice, NotifySocket};
+use crate::sockets::BoundSocket;
+use crate::spawn::{self, ChildContext, SpawnError};
+
+/// A worker's identity for the life of the supervisor; never reused, so a
+/// late event about a worker that is gone is simply ignored.
+pub type WorkerId = u64;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Started, not yet ready.
+    Starting,
+    /// Ready; it took `ready_in` to get there.
+    Ready { ready_in: Duration },
+    /// Told to stop (its stop signal); SIGKILL at `deadline`.
+    Draining { deadline: Instant },
+    /// Sent SIGKILL, for `reason`; waiting for it to be reaped.
+    Killed { reason: String },
+}
+
+impl WorkerState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Ready { .. } => "ready",
+            WorkerState::Draining { .. } => "draining",
+            WorkerState::Killed { .. } => "killed",
+        }
+    }
+}
+
+/// What a worker's tasks report.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    Exited(std::io::Result<ExitStatus>),
+    Notice(Notice),
+    /// The exec probe succeeded, or the delay passed.
+    Ready,
+    ReadyTimeout,
+    DrainTimeout,
+}
+
+pub struct Worker {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub slot: usize,
+    pub generation: u64,
+    pub spec: Arc<ProgramSpec>,
+    pub state: WorkerState,
+    /// When the state last changed (and when the process started).
+    pub since: Instant,
+    pub since_wall: SystemTime,
+    pub started: Instant,
+    /// The last STATUS= the child sent.
+    pub status: Option<String>,
+    /// Readiness and deadline tasks; aborted when they no longer apply.
+    timers: Vec<AbortHandle>,
+    /// The notify socket reader; it owns the socket.
+    notify_task: AbortHandle,
+}
+
+impl std::fmt::Display for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {} worker {} (pid {})",
+            self.generation, self.slot, self.pid
+        )
+    }
+}
+
+/// Where the supervisor wants a worker's events: a function that wraps them
+/// into its own event type.
+pub type EventSink<E> = (UnboundedSender<E>, fn(WorkerId, WorkerEvent) -> E);
+
+pub struct LaunchRequest<'a> {
+    pub id: WorkerId,
+    pub spec: Arc<ProgramSpec>,
+    pub generation: u64,
+    pub slot: usize,
+    pub sockets: &'a [BoundSocket],
+    pub runtime_dir: &'a std::path::Path,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot create the notify socket {path}: {source}")]
+    Notify {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+impl Worker {
+    /// Starts the process and its watchers.
+    pub fn launch<E: Send + 'static>(
+        req: LaunchRequest,
+        sink: &EventSink<E>,
+    ) -> Result<Worker, LaunchError> {
+        let path = req.runtime_dir.join(format!("notify-{}.sock", req.id));
+        let notify = NotifySocket::bind(path.clone())
+            .map_err(|source| LaunchError::Notify { path, source })?;
+        let ctx = ChildContext {
+            sockets: req.sockets,
+            notify_socket: notify.path(),
+            generation: req.generation,
+            slot: req.slot,
+        };
+        let mut child = spawn::spawn(&req.spec, &ctx)?;
+        let pid = child.id().expect("a child that was just spawned has a pid");
+        let id = req.id;
+        let report = {
+            let (tx, wrap) = sink.clone();
+            move |event: WorkerEvent| {
+                // The loop only goes away when the supervisor exits.
+                let _ = tx.send(wrap(id, event));
+            }
+        };
+
+        // Never aborted: it reaps the child.
+        tokio::spawn({
+            let report = report.clone();
+            async move { report(WorkerEvent::Exited(child.wait().await)) }
+        });
+        let notify_task = tokio::spawn({
+            let report = report.clone();
+            async move {
+                while let Ok(notices) = notify.recv().await {
+                    for notice in notices {
+                        report(WorkerEvent::Notice(notice));
+                    }
+                }
+            }
+        })
+        .abort_handle();
+
+        let mut timers = Vec::new();
+        let timeout = req.spec.ready_timeout;
+        timers.push(after(timeout, report.clone(), WorkerEvent::ReadyTimeout));
+        match &req.spec.ready {
+            Readiness::Notify => {}
+            Readiness::Delay(delay) => {
+                timers.push(after(*delay, report.clone(), WorkerEvent::Ready))
+            }
+            Readiness::Exec { command, interval } => {
+                timers.push(
+                    tokio::spawn(probe(
+                        command.clone(),
+                        *interval,
+                        pid,
+                        req.generation,
+                        req.slot,
+                        report,
+                    ))
+                    .abort_handle(),
+                );
+            }
+        }
+        let now = Instant::now();
+        Ok(Worker {
+            id,
+            pid,
+            slot: req.slot,
+            generation: req.generation,
+            spec: req.spec,
+            state: WorkerState::Starting,
+            since: now,
+            since_wall: SystemTime::now(),
+            started: now,
+            status: None,
+            timers,
+            notify_task,
+        })
+    }
+
+    fn set_state(&mut self, state: WorkerState) {
+        self.state = state;
+        self.since = Instant::now();
+        self.since_wall = SystemTime::now();
+    }
+
+    /// Starting -> Ready. Returns how long it took, or None if the worker
+    /// was not starting (a late or repeated READY=1).
+    pub fn mark_ready(&mut self) -> Option<Duration> {
+        if self.state != WorkerState::Starting {
+            return None;
+        }
+        self.cancel_timers();
+        let ready_in = self.started.elapsed();
+        self.set_state(WorkerState::Ready { ready_in });
+        Some(ready_in)
+    }
+
+    /// Sends the stop signal and arms the SIGKILL deadline.
+    pub fn drain<E: Send + 'static>(&mut self, sink: &EventSink<E>) {
+        if matches!(
+            self.state,
+            WorkerState::Draining { .. } | WorkerState::Killed { .. }
+        ) {
+            return;
+        }
+        self.cancel_timers();
+        let signal = self.spec.stop_signal;
+        // Only the child itself: it decides how to stop its own children
+        // (a gunicorn arbiter drains its workers). The SIGKILL that follows
+        // a missed deadline goes to the whole process group.
+        if let Err(e) = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), signal) {
+            tracing::debug!("{self}: cannot send {signal}: {e}");
+        }
+        let timeout = self.spec.drain_timeout;
+        let (tx, wrap) = sink.clone();
+        let id = self.id;
+        self.timers.push(after(
+            timeout,
+            move |e| drop(tx.send(wrap(id, e))),
+            WorkerEvent::DrainTimeout,
+        ));
+        self.set_state(WorkerState::Draining {
+            deadline: Instant::now() + timeout,
+        });
+    }
+
+    /// SIGKILL to the worker's process group.
+    pub fn kill(&mut self, reason: String) {
+        self.cancel_timers();
+        // The pid is ours until the exit event has been handled (the worker
+        // is dropped only then), so it cannot have been reused.
+        if let Err(e) = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL) {
+            tracing::debug!("{self}: cannot kill: {e}");
+        }
+        self.set_state(WorkerState::Killed { reason });
+    }
+
+    fn cancel_timers(&mut self) {
+        for t in self.timers.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.cancel_timers();
+        self.notify_task.abort();
+    }
+}
+
+fn after<F>(delay: Duration, report: F, event: WorkerEvent) -> AbortHandle
+where
+    F: FnOnce(WorkerEvent) + Send + 'static,
+{
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        report(event);
+    })
+    .abort_handle()
+}
+
+/// Runs the user's probe until it exits 0. It learns which child to look at
+/// from HANDOFF_PID, HANDOFF_GENERATION and HANDOFF_WORKER. A probe still
+/// running when the task is aborted is killed (kill_on_drop).
+async fn probe<F>(
+    command: Vec<String>,
+    interval: Duration,
+    pid: u32,
+    generation: u64,
+    slot: usize,
+    report: F,
+) where
+    F: FnOnce(WorkerEvent) + Send + 'static,
+{
+    loop {
+        let status = tokio::process::Command::new(&command[0])
+            .args(&command[1..])
+            .env("HANDOFF_PID", pid.to_string())
+            .env("HANDOFF_GENERATION", generation.to_string())
+            .env("HANDOFF_WORKER", slot.to_string())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await;
+        match status {
+            Ok(s) if s.success() => return report(WorkerEvent::Ready),
+            Ok(s) => tracing::debug!("ready probe for pid {pid}: {}", crate::describe_exit(&s)),
+            Err(e) => tracing::warn!("ready probe `{}` cannot run: {e}", command[0]),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
