@@ -58,11 +58,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use listenfd::ListenFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, watch};
 
 /// How long to wait for in-flight requests after SIGTERM before giving up.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,6 +70,21 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to pause after a failed `accept()` (for example EMFILE), so we do
 /// not spin on an error that will not go away by itself.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a connection accepted just before shutdown gets to send its
+/// first request. A client that connected a moment before we stopped
+/// accepting has usually sent it already; closing that connection unread
+/// would reset a request that was never refused. Go's http.Server.Shutdown
+/// gives new connections the same 5 s.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(5);
+
+/// What every connection task shares: the shutdown flag, and a sender whose
+/// clones say "still running" (when all are dropped, draining is done).
+#[derive(Clone)]
+struct Connections {
+    shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
 
 /// What the process looked like when it started, before it opened anything.
 struct StartupInfo {
@@ -312,9 +327,12 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
         listener.local_addr()
     );
 
-    // Every connection is registered with `graceful`, so that on shutdown we
-    // can close the idle ones and wait for the busy ones.
-    let graceful = GracefulShutdown::new();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (alive, mut all_done) = mpsc::channel::<()>(1);
+    let connections = Connections {
+        shutdown: shutdown_rx,
+        alive,
+    };
     let signal = loop {
         let accepted = tokio::select! {
             // Check for a signal first, so we stop accepting as soon as one
@@ -324,8 +342,8 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok(Accepted::Tcp(stream)) => serve_connection(stream, &info, &graceful),
-            Ok(Accepted::Unix(stream)) => serve_connection(stream, &info, &graceful),
+            Ok(Accepted::Tcp(stream)) => serve_connection(stream, &info, &connections),
+            Ok(Accepted::Unix(stream)) => serve_connection(stream, &info, &connections),
             Err(err) => {
                 // For example EMFILE (too many open files): log it, pause,
                 // and try again rather than crash.
@@ -340,16 +358,16 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
 
     // Close our copy of the listening socket. Only close it: `shutdown()`
     // would stop the socket for every process sharing it, including the
-    // supervisor and the next generation.
+    // supervisor and the next generation. Connections still waiting in its
+    // queue are accepted by the next generation.
     drop(listener);
-    eprintln!(
-        "hello: pid {pid} got {signal}, draining {} connection(s)",
-        graceful.count()
-    );
+    eprintln!("hello: pid {pid} got {signal}, draining");
 
-    // Idle keep-alive connections are closed now; requests in flight finish.
+    // Requests in flight finish; idle keep-alive connections are closed.
+    let _ = shutdown.send(true);
+    drop(connections);
     tokio::select! {
-        result = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()) => {
+        result = tokio::time::timeout(DRAIN_TIMEOUT, all_done.recv()) => {
             if result.is_err() {
                 eprintln!(
                     "hello: pid {pid} some connections still open after {}s, giving up on them",
@@ -374,24 +392,65 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
     ExitCode::SUCCESS
 }
 
-/// Serves one connection with HTTP/1.1 (keep-alive on) in its own task.
-fn serve_connection<S>(stream: S, info: &Arc<StartupInfo>, graceful: &GracefulShutdown)
+/// Serves one connection with HTTP/1.1 (keep-alive on) in its own task,
+/// and drains it on shutdown: the request in flight is answered, then the
+/// connection closes.
+fn serve_connection<S>(stream: S, info: &Arc<StartupInfo>, connections: &Connections)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = Arc::clone(info);
-    let service = service_fn(move |req| handle(req, Arc::clone(&info)));
+    // Set once the first request has arrived on this connection.
+    let (seen_request, mut first_request) = watch::channel(false);
+    let service = service_fn(move |req| {
+        seen_request.send_replace(true);
+        handle(req, Arc::clone(&info))
+    });
     let connection = http1::Builder::new()
         .keep_alive(true)
         // The timer makes hyper's default 30 s header-read timeout effective.
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
+    let Connections {
+        mut shutdown,
+        alive,
+    } = connections.clone();
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            eprintln!("hello: connection error: {err}");
-        }
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            _ = set(&mut shutdown) => {
+                // hyper closes a connection that is "idle" at once, and a
+                // connection whose first request is still unread counts as
+                // idle: wait for that request (see NEW_CONNECTION_GRACE).
+                let seen = *first_request.borrow();
+                if !seen {
+                    let wait = set(&mut first_request);
+                    tokio::select! {
+                        result = connection.as_mut() => return finish(result, alive),
+                        _ = tokio::time::timeout(NEW_CONNECTION_GRACE, wait) => {}
+                    }
+                }
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        finish(result, alive);
     });
+}
+
+/// Resolves once the flag is true.
+async fn set(flag: &mut watch::Receiver<bool>) {
+    // Drop the guard wait_for returns at once: it must not live across an
+    // await in a task that may move between threads.
+    let _ = flag.wait_for(|v| *v).await;
+}
+
+fn finish(result: hyper::Result<()>, alive: mpsc::Sender<()>) {
+    if let Err(err) = result {
+        eprintln!("hello: connection error: {err}");
+    }
+    drop(alive);
 }
 
 async fn handle(

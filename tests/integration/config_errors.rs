@@ -1,0 +1,109 @@
+//! Bad input: every mistake named with file:line, each failure with its own
+//! exit code.
+
+use crate::harness::{client, example, temp_dir, Handoff};
+
+const BAD: &str = r#"# a config with three mistakes
+[[socket]]
+name = "http"
+listen = "tcp://127.0.0.1"
+
+[program]
+command = ["./server"]
+ready_timeout = "soon"
+stop_sginal = "SIGTERM"
+"#;
+
+#[test]
+fn check_names_file_and_line_and_exits_3() {
+    let dir = temp_dir();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, BAD).expect("write");
+    let (code, out, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{out}{err}");
+    // Unknown keys stop the parse, so that is what is reported first.
+    assert!(
+        err.contains(&format!(
+            "{}:9:1: unknown field `stop_sginal`",
+            file.display()
+        )),
+        "{err}"
+    );
+
+    std::fs::write(&file, BAD.replace("stop_sginal", "stop_signal")).expect("write");
+    let (code, _, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 3);
+    let f = file.display();
+    assert!(
+        err.contains(&format!("{f}:4:10: `tcp://127.0.0.1`: no port")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{f}:8:17: ready_timeout: `soon` is not a duration"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_binding_anything() {
+    let dir = temp_dir();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, BAD).expect("write");
+    let mut h = Handoff::start(dir.path(), &["--config", file.to_str().expect("utf-8")]);
+    assert_eq!(h.wait_exit().code(), Some(3));
+    assert!(
+        h.log().contains("bad.toml:9:1: unknown field"),
+        "{}",
+        h.log()
+    );
+    assert!(!h.control.exists());
+}
+
+#[test]
+fn a_missing_program_is_a_config_error_with_the_file() {
+    let dir = temp_dir();
+    let file = dir.path().join("h.toml");
+    std::fs::write(&file, "[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [\"./no-such-server\"]\n")
+        .expect("write");
+    let (code, _, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("h.toml: program: cannot find `") && err.contains("no-such-server"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_good_config_checks_ok() {
+    let (code, out, err) = client(&[
+        "check",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
+    ]);
+    // The example config runs the example server, built by `cargo test`.
+    let _ = example("hello");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_an_absent_supervisor_exits_4() {
+    let (code, _, err) = client(&["run", "--listen", "nonsense", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs a name"), "{err}");
+    let (code, _, err) = client(&["run", "--ready-timeout", "fast", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = client(&["run", "--listen", "a=tcp://127.0.0.1:0"]);
+    assert_eq!(code, 3, "no command: {err}");
+    assert!(err.contains("no program to run"), "{err}");
+
+    let dir = temp_dir();
+    let nobody = dir.path().join("nobody.sock");
+    for cmd in ["restart", "status", "stop"] {
+        let (code, _, err) = client(&[cmd, "--control", nobody.to_str().expect("utf-8")]);
+        assert_eq!(code, 4, "{cmd}: {err}");
+        assert!(err.contains("cannot reach the supervisor"), "{err}");
+    }
+}

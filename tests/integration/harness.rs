@@ -1,0 +1,277 @@
+//! Starting handoff under test, following its log, asking its status.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use handoff::protocol::{Request, Response, Status};
+
+/// Generous: the tests must pass on a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn handoff_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_handoff")
+}
+
+/// An example binary; `cargo test` builds the examples next to the test
+/// binaries' directory.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// A temp dir that lives as long as the test.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("handoff-test-")
+        .tempdir()
+        .expect("a temp dir")
+}
+
+/// Lines of output shared between reader threads and the test.
+#[derive(Default)]
+struct Log {
+    /// The lines so far, and how many of the streams reached their end.
+    lines: Mutex<(Vec<String>, usize)>,
+    grew: Condvar,
+}
+
+impl Log {
+    fn follow(self: &Arc<Self>, stream: impl std::io::Read + Send + 'static) {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                log.lines.lock().expect("log lock").0.push(line);
+                log.grew.notify_all();
+            }
+            log.lines.lock().expect("log lock").1 += 1;
+            log.grew.notify_all();
+        });
+    }
+
+    /// Waits for a line (at index `from` or later) that contains `needle`.
+    fn wait_for(&self, needle: &str, from: usize, timeout: Duration) -> Option<(usize, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().expect("log lock");
+        loop {
+            if let Some((i, l)) = lines
+                .0
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| l.contains(needle))
+            {
+                return Some((i, l.clone()));
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self.grew.wait_timeout(lines, left).expect("log lock").0;
+        }
+    }
+
+    /// Waits until `streams` streams have ended (the process and every
+    /// child that shared its stdout/stderr are gone).
+    fn wait_closed(&self, streams: usize, timeout: Duration) -> bool {
+        let lines = self.lines.lock().expect("log lock");
+        let (_guard, result) = self
+            .grew
+            .wait_timeout_while(lines, timeout, |l| l.1 < streams)
+            .expect("log lock");
+        !result.timed_out()
+    }
+
+    fn dump(&self) -> String {
+        self.lines.lock().expect("log lock").0.join("\n")
+    }
+}
+
+/// A running `handoff run`, stopped (SIGTERM, then SIGKILL) when dropped.
+/// When a test fails, its log is printed.
+pub struct Handoff {
+    pub child: Child,
+    pub control: PathBuf,
+    log: Arc<Log>,
+    /// Where in the log `wait_log` looks from.
+    cursor: usize,
+    exited: Option<ExitStatus>,
+}
+
+impl Handoff {
+    /// `handoff run --control DIR/control.sock ARGS...`
+    pub fn start(dir: &Path, args: &[&str]) -> Handoff {
+        let control = dir.join("control.sock");
+        let mut child = Command::new(handoff_bin())
+            .arg("run")
+            .arg("--control")
+            .arg(&control)
+            .args(args)
+            .env("HANDOFF_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("handoff starts");
+        let log = Arc::new(Log::default());
+        log.follow(child.stdout.take().expect("piped"));
+        log.follow(child.stderr.take().expect("piped"));
+        Handoff {
+            child,
+            control,
+            log,
+            cursor: 0,
+            exited: None,
+        }
+    }
+
+    /// Waits for a log line containing `needle` after the last one waited
+    /// for, and returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        match self.log.wait_for(needle, self.cursor, DEADLINE) {
+            Some((i, line)) => {
+                self.cursor = i + 1;
+                line
+            }
+            None => panic!(
+                "no log line with {needle:?} within {DEADLINE:?}; log:\n{}",
+                self.log.dump()
+            ),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.dump()
+    }
+
+    /// Waits until generation `g` serves.
+    pub fn wait_generation(&mut self, g: u64) {
+        self.wait_log(&format!("generation {g} ready"));
+    }
+
+    pub fn status(&self) -> Status {
+        match handoff::control::call(&self.control, &Request::Status) {
+            Ok(Response::Status(s)) => s,
+            other => panic!("status: {other:?}; log:\n{}", self.log.dump()),
+        }
+    }
+
+    /// The bound address of socket `name`.
+    pub fn addr(&self, name: &str) -> String {
+        let status = self.status();
+        let socket = status
+            .sockets
+            .iter()
+            .find(|s| s.name == name)
+            .expect("the socket exists");
+        socket.address.clone()
+    }
+
+    /// Pids of the workers in `state`.
+    pub fn pids(&self, state: &str) -> Vec<u32> {
+        self.status()
+            .workers
+            .iter()
+            .filter(|w| w.state == state)
+            .filter_map(|w| w.pid)
+            .collect()
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("handoff is alive");
+    }
+
+    /// Waits for handoff to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        if let Some(s) = self.exited {
+            return s;
+        }
+        let status = wait_timeout(&mut self.child, DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "handoff did not exit within {DEADLINE:?}; log:\n{}",
+                self.log.dump()
+            )
+        });
+        self.exited = Some(status);
+        assert!(
+            self.log.wait_closed(2, DEADLINE),
+            "handoff exited but something still holds its stdout/stderr (a leaked child?); log:\n{}",
+            self.log.dump()
+        );
+        status
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- handoff log ----\n{}\n---- end of log ----",
+                self.log.dump()
+            );
+        }
+        if self.exited.is_none() {
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+            if wait_timeout(&mut self.child, DEADLINE).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// Waits for a child to exit, without polling (a pidfd), then reaps it.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    match handoff::sys::wait_for_exit(child.id(), timeout) {
+        Ok(true) => child.wait().ok(),
+        _ => None,
+    }
+}
+
+/// Runs a `handoff` client command; returns (exit code, stdout, stderr).
+pub fn client(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(handoff_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("handoff runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `handoff restart` against this supervisor.
+pub fn restart(h: &Handoff) -> (i32, String, String) {
+    client(&[
+        "restart",
+        "--control",
+        h.control.to_str().expect("utf-8 path"),
+    ])
+}
+
+/// One HTTP/1.1 GET with `Connection: close`; returns (status, body).
+pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    crate::load::request(addr, path)
+}
+
+/// A shell script that `exec`s a command: tests "deploy" a new version by
+/// rewriting it, as a real deploy replaces a binary.
+pub fn write_script(path: &Path, command: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/sh\nexec {command}\n")).expect("write script");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
+    std::fs::rename(&tmp, path).expect("replace script");
+}

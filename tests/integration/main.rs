@@ -1,0 +1,15 @@
+//! Integration tests: the real `handoff` binary, real children (the example
+//! server in examples/, gunicorn), real sockets on loopback.
+//!
+//! Every test gets its own temp dir and lets the kernel pick its ports
+//! (port 0, read back from `status`). Nothing sleeps to synchronise: tests
+//! wait for a log line, a status, or a process exit, each with a deadline.
+
+mod harness;
+mod load;
+
+mod config_errors;
+mod gunicorn;
+mod protocol;
+mod restart;
+mod supervise;
