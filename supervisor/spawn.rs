@@ -207,6 +207,8 @@ struct ExecImage {
     listen_pid: Box<[u8]>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// The supervisor's pid, to check it is still the parent.
+    parent: libc::pid_t,
 }
 
 // SAFETY: the raw pointers point into the heap buffers owned by the same
@@ -252,12 +254,28 @@ impl ExecImage {
             listen_pid,
             argv_ptrs,
             envp_ptrs,
+            // SAFETY: getpid cannot fail and has no preconditions.
+            parent: unsafe { libc::getpid() },
         }
     }
 
-    /// Runs in the forked child: fills in LISTEN_PID and replaces the
-    /// process. Returns only on failure.
+    /// Runs in the forked child: asks for SIGTERM should the supervisor
+    /// die, fills in LISTEN_PID and replaces the process. Returns only on
+    /// failure.
     fn exec(&mut self) -> io::Result<()> {
+        // A supervisor killed with SIGKILL must not leave orphans holding
+        // its ports: they get SIGTERM and drain. (The death signal follows
+        // the thread that forked; the supervisor spawns from its only
+        // thread, and a re-exec of the supervisor keeps it.)
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getppid cannot fail. If the supervisor died before the
+        // prctl above, no death signal will come: fail the spawn instead.
+        if unsafe { libc::getppid() } != self.parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
         // SAFETY: getpid cannot fail and has no preconditions.
         let pid = unsafe { libc::getpid() };
         write_decimal(&mut self.listen_pid[LISTEN_PID.len()..], pid.unsigned_abs());

@@ -292,7 +292,14 @@ impl Supervisor {
                 };
                 match event {
                     WorkerEvent::Exited(status) => self.on_exit(place, status),
-                    WorkerEvent::Ready | WorkerEvent::Notice(Notice::Ready) => self.on_ready(place),
+                    WorkerEvent::Ready => self.on_ready(place),
+                    // READY=1 counts only where it was asked for: with an
+                    // exec probe or a delay, they decide.
+                    WorkerEvent::Notice(Notice::Ready)
+                        if self.worker_mut(place).spec.ready == Readiness::Notify =>
+                    {
+                        self.on_ready(place)
+                    }
                     WorkerEvent::Notice(notice) => self.on_notice(place, notice),
                     WorkerEvent::ReadyTimeout => self.on_ready_timeout(place),
                     WorkerEvent::DrainTimeout => self.on_drain_timeout(place),
