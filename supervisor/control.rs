@@ -15,6 +15,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::protocol::{self, ErrorKind, Request, Response, MAX_REQUEST};
 use crate::sockets::{BindError, BoundSocket, ListenAddr, SocketSpec};
 
+#[derive(Debug, thiserror::Error)]
+#[error("control socket {}: {what}: {source}", path.display())]
+pub struct ControlBindError {
+    pub path: PathBuf,
+    pub what: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
 /// A request from a client and where its answer goes.
 #[derive(Debug)]
 pub struct ControlCall {
@@ -31,20 +40,31 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` with mode 0600. A socket file left by a dead supervisor
     /// is replaced; a live one is an error ("another handoff is running").
-    pub fn bind(path: &Path) -> Result<ControlServer, BindError> {
+    pub fn bind(path: &Path) -> Result<ControlServer, ControlBindError> {
+        let io_error = |what: &'static str| {
+            move |source| ControlBindError {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
         let socket = BoundSocket::bind(&SocketSpec {
             name: "control".into(),
             listen: ListenAddr::Unix(path.to_path_buf()),
             backlog: Some(128),
             reuse_port: false,
             mode: Some(0o600),
+        })
+        .map_err(|e: BindError| ControlBindError {
+            path: path.to_path_buf(),
+            what: if e.source.kind() == io::ErrorKind::AddrInUse {
+                "a supervisor is already running there (stop it, or give this one its own --control)"
+            } else {
+                e.what
+            },
+            source: e.source,
         })?;
-        let io_error = |source| BindError {
-            name: "control".into(),
-            listen: ListenAddr::Unix(path.to_path_buf()),
-            what: "cannot set up",
-            source,
-        };
+        let io_error = io_error("cannot set up");
         let std_listener = std::os::unix::net::UnixListener::from(
             socket.as_fd().try_clone_to_owned().map_err(io_error)?,
         );

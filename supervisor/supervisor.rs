@@ -19,7 +19,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, ProgramSpec, Readiness};
-use crate::control::{ControlCall, ControlServer};
+use crate::control::{ControlBindError, ControlCall, ControlServer};
 use crate::notify::Notice;
 use crate::protocol::{ErrorKind, Request, Response, SocketStatus, Status, WorkerStatus};
 use crate::rollout::Rollout;
@@ -49,8 +49,8 @@ pub type Waiter = oneshot::Sender<Response>;
 pub enum RunError {
     #[error("{0}")]
     Bind(#[source] BindError),
-    #[error("control socket: {0}")]
-    Control(#[source] BindError),
+    #[error("{0}")]
+    Control(#[source] ControlBindError),
     #[error("cannot create a runtime directory in {dir}: {source}")]
     RuntimeDir {
         dir: PathBuf,
@@ -130,6 +130,10 @@ pub async fn run(config: Config, control_path: &Path) -> Result<(), RunError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
 
+    // The control socket first: if another handoff runs there, say so
+    // before touching its ports.
+    let control = ControlServer::bind(control_path).map_err(RunError::Control)?;
+    tracing::info!("control socket {}", control_path.display());
     let mut sockets = Vec::with_capacity(config.sockets.len());
     for spec in &config.sockets {
         let socket = BoundSocket::bind(spec).map_err(RunError::Bind)?;
@@ -145,8 +149,6 @@ pub async fn run(config: Config, control_path: &Path) -> Result<(), RunError> {
         );
         sockets.push(socket);
     }
-    let control = ControlServer::bind(control_path).map_err(RunError::Control)?;
-    tracing::info!("control socket {}", control_path.display());
     let runtime_base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
