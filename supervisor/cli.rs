@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::Signal;
 
-use crate::config::{self, Overrides, ProgramSettings, ReadyKind};
+use crate::config::{self, Overrides, ProgramSettings, ReadyKind, SighupAction, StrategyKind};
 use crate::sockets::{self, ListenAddr, SocketSpec};
 
 #[derive(Debug, Parser)]
@@ -30,6 +30,16 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Start a new generation; exit 0 once it is ready, 1 if it was rolled back.
     Restart(Target),
+    /// Re-read the config file and start a new generation with it; an
+    /// invalid file changes nothing (exit 3).
+    Reload(Target),
+    /// Change the number of workers now; removed workers drain.
+    Scale {
+        /// The new number of workers.
+        workers: usize,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Show sockets and workers.
     Status {
         #[command(flatten)]
@@ -84,6 +94,15 @@ pub struct RunArgs {
     /// Number of worker processes sharing the sockets.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// How a restart replaces the workers (default all-at-once).
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyKind>,
+    /// With --strategy rolling: how many workers to replace at a time (default 1).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// What SIGHUP does: restart, or reload (re-read --config first).
+    #[arg(long, value_enum)]
+    pub sighup: Option<SighupAction>,
     /// How a new child proves it is ready.
     #[arg(long, value_enum)]
     pub ready: Option<ReadyKind>,
@@ -169,8 +188,12 @@ impl RunArgs {
         if let Some(0) = self.workers {
             return Err("--workers must be at least 1".into());
         }
+        if let Some(0) = self.batch {
+            return Err("--batch must be at least 1".into());
+        }
         Ok(Overrides {
             control: self.control.clone(),
+            sighup: self.sighup,
             sockets,
             program: ProgramSettings {
                 command: (!self.command.is_empty()).then(|| self.command.clone()),
@@ -189,6 +212,8 @@ impl RunArgs {
                 respawn_backoff: self.respawn_backoff,
                 respawn_backoff_max: self.respawn_backoff_max,
                 workers: self.workers,
+                strategy: self.strategy,
+                batch: self.batch,
             },
         })
     }

@@ -52,7 +52,8 @@ fn refused(response: Response) -> Exit {
             eprintln!("handoff: {message}");
             match kind {
                 ErrorKind::RestartFailed => Exit::RestartFailed,
-                ErrorKind::ShuttingDown | ErrorKind::BadRequest => Exit::Refused,
+                ErrorKind::ConfigInvalid => Exit::Config,
+                ErrorKind::ShuttingDown | ErrorKind::BadRequest | ErrorKind::Busy => Exit::Refused,
             }
         }
         other => {
@@ -63,9 +64,28 @@ fn refused(response: Response) -> Exit {
 }
 
 pub fn restart(target: &Target) -> Exit {
-    match ask(target, Request::Restart) {
+    restarted(ask(target, Request::Restart))
+}
+
+pub fn reload(target: &Target) -> Exit {
+    restarted(ask(target, Request::Reload))
+}
+
+fn restarted(answer: Result<Response, Exit>) -> Exit {
+    match answer {
         Ok(Response::Restarted(r)) => {
             println!("generation {} ready in {} ms", r.generation, r.ready_ms);
+            Exit::Ok
+        }
+        Ok(other) => refused(other),
+        Err(exit) => exit,
+    }
+}
+
+pub fn scale(target: &Target, workers: usize) -> Exit {
+    match ask(target, Request::Scale { workers }) {
+        Ok(Response::Scaled { workers }) => {
+            println!("scaled to {workers} worker(s)");
             Exit::Ok
         }
         Ok(other) => refused(other),

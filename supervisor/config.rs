@@ -28,6 +28,37 @@ pub struct Config {
     pub control: Option<PathBuf>,
     pub sockets: Vec<SocketSpec>,
     pub program: ProgramSpec,
+    /// What SIGHUP does.
+    pub sighup: SighupAction,
+}
+
+/// What SIGHUP does: a restart with the config in memory, or a reload that
+/// re-reads the config file first (like `handoff reload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SighupAction {
+    #[default]
+    Restart,
+    Reload,
+}
+
+/// How a restart replaces the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Start all new workers, wait for all, then drain all old ones: the new
+    /// version is proven whole before any old worker stops, and a failure
+    /// leaves every old worker in place.
+    AllAtOnce,
+    /// Replace `batch` slots at a time, each batch ready before its old
+    /// workers drain and the next batch starts: memory stays near
+    /// workers + batch.
+    Rolling { batch: usize },
+}
+
+/// The `strategy` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyKind {
+    AllAtOnce,
+    Rolling,
 }
 
 /// How to run the server and when to consider it ready.
@@ -43,6 +74,7 @@ pub struct ProgramSpec {
     pub respawn_backoff: Duration,
     pub respawn_backoff_max: Duration,
     pub workers: usize,
+    pub strategy: Strategy,
 }
 
 /// How a new child proves it serves. A TCP probe cannot: the supervisor owns
@@ -140,6 +172,8 @@ pub struct ProgramSettings {
     pub respawn_backoff: Option<Duration>,
     pub respawn_backoff_max: Option<Duration>,
     pub workers: Option<usize>,
+    pub strategy: Option<StrategyKind>,
+    pub batch: Option<usize>,
 }
 
 /// The `ready` key.
@@ -155,6 +189,7 @@ pub enum ReadyKind {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub control: Option<PathBuf>,
+    pub sighup: Option<SighupAction>,
     pub sockets: Vec<SocketSpec>,
     pub program: ProgramSettings,
 }
@@ -177,6 +212,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigE
 #[derive(Debug, Default)]
 struct FileConfig {
     control: Option<PathBuf>,
+    sighup: Option<SighupAction>,
     sockets: Vec<(SocketSpec, Option<Location>)>,
     program: ProgramSettings,
     /// Where each `[program]` key stands, for errors found after merging.
@@ -187,6 +223,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     control: Option<Spanned<String>>,
+    sighup: Option<Spanned<String>>,
     #[serde(default)]
     socket: Vec<Spanned<RawSocket>>,
     program: Option<RawProgram>,
@@ -227,6 +264,8 @@ struct RawProgram {
     respawn_backoff: Option<Spanned<String>>,
     respawn_backoff_max: Option<Spanned<String>>,
     workers: Option<Spanned<i64>>,
+    strategy: Option<Spanned<String>>,
+    batch: Option<Spanned<i64>>,
 }
 
 /// Turns byte offsets into file:line:column.
@@ -278,6 +317,16 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigErrors> {
         control: raw.control.map(|c| base.join(c.into_inner())),
         ..FileConfig::default()
     };
+    if let Some(h) = &raw.sighup {
+        match h.get_ref().as_str() {
+            "restart" => out.sighup = Some(SighupAction::Restart),
+            "reload" => out.sighup = Some(SighupAction::Reload),
+            other => errors.push(src.error(
+                h,
+                format!("sighup = \"{other}\": expected \"restart\" or \"reload\""),
+            )),
+        }
+    }
     for socket in &raw.socket {
         let at = src.at(socket.span().start);
         match socket_from_raw(&src, socket.get_ref(), &base) {
@@ -442,6 +491,30 @@ fn program_from_raw(
             Err(e) => errors.push(src.error(sig, e)),
         }
     }
+    if let Some(st) = &raw.strategy {
+        out.keys.insert("strategy", src.at(st.span().start));
+        match st.get_ref().as_str() {
+            "all-at-once" => p.strategy = Some(StrategyKind::AllAtOnce),
+            "rolling" => p.strategy = Some(StrategyKind::Rolling),
+            other => errors.push(src.error(
+                st,
+                format!("strategy = \"{other}\": expected \"all-at-once\" or \"rolling\""),
+            )),
+        }
+    }
+    if let Some(b) = &raw.batch {
+        out.keys.insert("batch", src.at(b.span().start));
+        match usize::try_from(*b.get_ref()) {
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.batch = Some(n),
+            _ => errors.push(src.error(
+                b,
+                format!(
+                    "batch must be between 1 and {MAX_WORKERS}, not {}",
+                    b.get_ref()
+                ),
+            )),
+        }
+    }
     if let Some(w) = &raw.workers {
         match usize::try_from(*w.get_ref()) {
             Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.workers = Some(n),
@@ -454,6 +527,25 @@ fn program_from_raw(
             )),
         }
     }
+}
+
+/// Checks that the program to run exists and is executable, as it will be
+/// looked up for the child (its PATH, its working directory).
+pub fn check_program(config: &Config) -> Result<(), String> {
+    let p = &config.program;
+    let env: Vec<_> = std::env::vars_os()
+        .chain(p.env.iter().map(|(k, v)| (k.into(), v.into())))
+        .collect();
+    crate::spawn::resolve_program(&p.command[0], &env, p.working_directory.as_deref())
+        .map(drop)
+        .map_err(|e| {
+            let at = config
+                .file
+                .as_ref()
+                .map(|f| format!("{}: ", f.display()))
+                .unwrap_or_default();
+            format!("{at}program: {e}")
+        })
 }
 
 /// A sanity bound, far above what one machine runs.
@@ -616,6 +708,25 @@ fn finish(
         respawn_backoff,
         respawn_backoff_max,
         workers: flags.workers.or(file_program.workers).unwrap_or(1),
+        strategy: Strategy::AllAtOnce,
+    };
+    let batch = flags.batch.or(file_program.batch);
+    let program = match flags.strategy.or(file_program.strategy) {
+        Some(StrategyKind::Rolling) => ProgramSpec {
+            strategy: Strategy::Rolling {
+                batch: batch.unwrap_or(1),
+            },
+            ..program
+        },
+        _ => {
+            if batch.is_some() {
+                errors.push(ConfigError {
+                    location: at("batch"),
+                    message: "batch is only used with strategy = \"rolling\"".into(),
+                });
+            }
+            program
+        }
     };
     let names: Vec<&str> = sockets.iter().map(|(s, _)| s.name.as_str()).collect();
     for (what, text) in program
@@ -637,6 +748,7 @@ fn finish(
     Ok(Config {
         file: file.map(Path::to_path_buf),
         control: overrides.control.or(parsed.control),
+        sighup: overrides.sighup.or(parsed.sighup).unwrap_or_default(),
         sockets: sockets.into_iter().map(|(s, _)| s).collect(),
         program,
     })

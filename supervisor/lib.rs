@@ -19,15 +19,19 @@
 //! - `notify`: one datagram socket per child for READY=1 and STATUS=.
 //! - `worker`: one child and the tasks that watch it (exit, notify socket,
 //!   readiness probe, deadlines). They only report events.
-//! - `supervisor`: the single event loop that owns all state and decides:
-//!   respawn with backoff, drain, kill, shut down.
-//! - `rollout`: restarts: start, wait for ready, commit or roll back.
+//! - `supervisor`: the single event loop that owns all state; `children`:
+//!   what happens to a worker (ready, timeouts, exit, respawn with backoff);
+//!   `status`: the status report.
+//! - `rollout`: restarts: start, wait for ready, commit or roll back, all at
+//!   once or in rolling batches.
+//! - `reconfigure`: `scale` and `reload` of a running supervisor.
 //! - `control` and `protocol`: the control socket and its JSON-lines
 //!   protocol, which `handoff restart/status/stop` speak.
 //! - `config`, `cli`: TOML and flags, validated into typed values with
 //!   file:line errors.
 //! - `sys`: the raw syscalls no crate wraps.
 
+pub mod children;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -35,9 +39,11 @@ pub mod control;
 pub mod exit;
 pub mod notify;
 pub mod protocol;
+pub mod reconfigure;
 pub mod rollout;
 pub mod sockets;
 pub mod spawn;
+pub mod status;
 pub mod supervisor;
 pub mod sys;
 pub mod template;

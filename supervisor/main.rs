@@ -6,7 +6,7 @@ use clap::Parser;
 use handoff::cli::{default_control_path, Cli, Command, RunArgs};
 use handoff::config::{self, Config};
 use handoff::exit::Exit;
-use handoff::{client, spawn, supervisor};
+use handoff::{client, supervisor};
 
 fn main() -> ExitCode {
     // Before anything opens an fd of its own.
@@ -16,6 +16,8 @@ fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Run(args) => run(&args),
         Command::Restart(target) => client::restart(&target),
+        Command::Reload(target) => client::reload(&target),
+        Command::Scale { workers, target } => client::scale(&target, workers),
         Command::Status { target, json } => client::status(&target, json),
         Command::Stop(target) => client::stop(&target),
         Command::Check { config } => check(&config),
@@ -44,17 +46,8 @@ fn load(file: Option<&std::path::Path>, overrides: config::Overrides) -> Result<
         }
         Exit::Config
     })?;
-    let p = &config.program;
-    let env: Vec<_> = std::env::vars_os()
-        .chain(p.env.iter().map(|(k, v)| (k.into(), v.into())))
-        .collect();
-    if let Err(e) = spawn::resolve_program(&p.command[0], &env, p.working_directory.as_deref()) {
-        let at = config
-            .file
-            .as_ref()
-            .map(|f| format!("{}: ", f.display()))
-            .unwrap_or_default();
-        eprintln!("handoff: {at}program: {e}");
+    if let Err(e) = config::check_program(&config) {
+        eprintln!("handoff: {e}");
         return Err(Exit::Config);
     }
     Ok(config)
@@ -83,7 +76,7 @@ fn run(args: &RunArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let config = match load(args.config.as_deref(), overrides) {
+    let config = match load(args.config.as_deref(), overrides.clone()) {
         Ok(c) => c,
         Err(exit) => return exit,
     };
@@ -100,7 +93,7 @@ fn run(args: &RunArgs) -> Exit {
             return Exit::Setup;
         }
     };
-    match runtime.block_on(supervisor::run(config, &control)) {
+    match runtime.block_on(supervisor::run(config, overrides, &control)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("handoff: {e}");

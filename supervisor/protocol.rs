@@ -28,6 +28,12 @@ pub enum Request {
     /// back). Requests that arrive while a restart runs are coalesced into
     /// one more restart after it.
     Restart,
+    /// Re-read the config file and start a new generation with it; answered
+    /// like `restart`. An invalid file changes nothing.
+    Reload,
+    /// Change the number of workers now: new slots start the serving
+    /// generation, removed slots drain.
+    Scale { workers: usize },
     /// Graceful shutdown; the answer comes once every child is gone.
     Stop,
 }
@@ -37,6 +43,9 @@ pub enum Request {
 pub enum Response {
     Status(Status),
     Restarted(RestartReport),
+    Scaled {
+        workers: usize,
+    },
     /// The supervisor (this pid) has stopped every child and closed its
     /// sockets; it exits right after this answer.
     Stopped {
@@ -57,6 +66,10 @@ pub enum ErrorKind {
     ShuttingDown,
     /// The request was not understood (bad JSON, unknown command, too long).
     BadRequest,
+    /// `reload`: the config file is invalid; nothing changed.
+    ConfigInvalid,
+    /// The request cannot be carried out now (e.g. `scale` during a restart).
+    Busy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,8 +78,13 @@ pub struct RestartReport {
     pub generation: u64,
     /// From the restart's start to the last new worker being ready.
     pub ready_ms: u64,
-    /// From the restart's start to the old workers being told to drain.
+    /// From the restart's start to the last old workers being told to drain.
     pub total_ms: u64,
+    /// How many workers were replaced.
+    pub workers: usize,
+    /// Of `ready_ms`, the time the new workers themselves took to become
+    /// ready (per batch, the slowest one's); the rest is the supervisor's.
+    pub child_ready_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +154,11 @@ mod tests {
     #[test]
     fn request_wire_format() {
         assert_eq!(
+            parse_request(br#"{"command":"scale","workers":3}"#).unwrap(),
+            Request::Scale { workers: 3 }
+        );
+        assert!(parse_request(br#"{"command":"scale"}"#).is_err());
+        assert_eq!(
             parse_request(br#"{"command":"restart"}"#).unwrap(),
             Request::Restart
         );
@@ -160,6 +183,8 @@ mod tests {
             generation: 2,
             ready_ms: 5,
             total_ms: 6,
+            workers: 1,
+            child_ready_ms: 4,
         });
         let line = encode(&r);
         assert_eq!(serde_json::from_slice::<Response>(&line).unwrap(), r);

@@ -1,12 +1,13 @@
 //! Restarts: start the next generation on the same sockets, wait until it
 //! is ready, then drain the old one (DESIGN.md, "Restart, step by step").
 //!
-//! A rollout replaces the slots in batches; today every restart is one batch
-//! of all slots ("all at once"). When every worker of a batch is ready, the
-//! batch is committed: each slot's old worker gets its stop signal and the
-//! new one takes its place. If any new worker exits or misses
-//! `ready_timeout` first, the whole batch is killed, the old workers keep
-//! serving, and whoever asked is told why.
+//! A rollout replaces the slots in batches: all of them at once
+//! (`strategy = "all-at-once"`), or `batch` at a time (`"rolling"`). When
+//! every worker of a batch is ready, the batch is committed: each slot's old
+//! worker gets its stop signal and the new one takes its place, and the next
+//! batch starts. If a new worker exits or misses `ready_timeout` first, the
+//! batch is killed, the rollout stops there, the slots not yet replaced keep
+//! their old workers, and whoever asked is told why and how far it got.
 //!
 //! Restart requests that arrive while a rollout runs are coalesced: they
 //! are all answered by one more rollout that starts after the current one
@@ -15,25 +16,28 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::config::ProgramSpec;
+use crate::config::Strategy;
 use crate::protocol::{ErrorKind, Response, RestartReport};
-use crate::supervisor::{ms_u64, shutting_down, Supervisor, Waiter};
-use crate::worker::WorkerState;
+use crate::supervisor::{error, ms_u64, Slot, Supervisor, Waiter};
+use crate::worker::{Generation, WorkerState};
 
 pub struct Rollout {
-    pub generation: u64,
-    spec: Arc<ProgramSpec>,
+    pub generation: Arc<Generation>,
     started: Instant,
-    /// The slots whose new workers are starting now.
+    /// The slots whose new workers are starting now, and when they started.
     batch: Vec<usize>,
+    batch_started: Instant,
     /// The slots still to replace, after this batch.
     todo: VecDeque<usize>,
-    /// The slots already replaced.
+    /// How many slots were replaced so far.
     replaced: usize,
-    /// When the last batch became ready.
-    ready_at: Option<Instant>,
+    /// The slot count before the rollout (a reload may add slots).
+    original_slots: usize,
+    /// Of the time so far, how much the children themselves took to become
+    /// ready (per batch, the slowest one's own start-to-ready time).
+    child_time: Duration,
     waiters: Vec<Waiter>,
 }
 
@@ -42,19 +46,21 @@ impl Supervisor {
     pub fn request_restart(&mut self, waiter: Option<Waiter>) {
         if self.is_shutting_down() {
             if let Some(w) = waiter {
-                let _ = w.send(shutting_down());
+                let _ = w.send(error(
+                    ErrorKind::ShuttingDown,
+                    "the supervisor is shutting down",
+                ));
             }
             return;
         }
         if let Some(rollout) = &self.rollout {
             tracing::info!(
                 "restart requested while generation {} is starting: one more restart will follow it",
-                rollout.generation
+                rollout.generation.number
             );
-            self.queued.extend(waiter);
-            if self.queued.is_empty() {
-                // SIGHUP has no waiter; remember it all the same.
-                self.queued_signal = true;
+            match waiter {
+                Some(w) => self.queued.push(w),
+                None => self.queued_signal = true,
             }
             return;
         }
@@ -63,16 +69,36 @@ impl Supervisor {
 
     fn start_rollout(&mut self, waiters: Vec<Waiter>) {
         self.last_generation += 1;
-        let generation = self.last_generation;
-        tracing::info!("restart: starting generation {generation}");
+        let generation = Arc::new(Generation {
+            number: self.last_generation,
+            spec: self.next_spec.clone(),
+            sockets: self.next_sockets.clone(),
+        });
+        let workers = generation.spec.workers;
+        tracing::info!(
+            "restart: starting generation {} ({} worker(s), {})",
+            generation.number,
+            workers,
+            match generation.spec.strategy {
+                Strategy::AllAtOnce => "all at once".to_string(),
+                Strategy::Rolling { batch } => format!("rolling, {batch} at a time"),
+            }
+        );
+        // A reload may have raised the worker count: new slots start empty.
+        let original_slots = self.slots.len();
+        while self.slots.len() < workers {
+            self.slots.push(Slot::default());
+        }
+        let now = Instant::now();
         self.rollout = Some(Rollout {
             generation,
-            spec: self.spec.clone(),
-            started: Instant::now(),
+            started: now,
             batch: Vec::new(),
-            todo: (0..self.slots.len()).collect(),
+            batch_started: now,
+            todo: (0..workers).collect(),
             replaced: 0,
-            ready_at: None,
+            original_slots,
+            child_time: Duration::ZERO,
             waiters,
         });
         self.start_next_batch();
@@ -80,17 +106,21 @@ impl Supervisor {
 
     fn start_next_batch(&mut self) {
         let rollout = self.rollout.as_mut().expect("a rollout is in progress");
-        rollout.batch = rollout.todo.drain(..).collect();
-        let (generation, spec, batch) = (
-            rollout.generation,
-            rollout.spec.clone(),
-            rollout.batch.clone(),
-        );
+        let size = match rollout.generation.spec.strategy {
+            Strategy::AllAtOnce => rollout.todo.len(),
+            Strategy::Rolling { batch } => batch.min(rollout.todo.len()),
+        };
+        rollout.batch = rollout.todo.drain(..size).collect();
+        rollout.batch_started = Instant::now();
+        let (generation, batch) = (rollout.generation.clone(), rollout.batch.clone());
         for slot in batch {
-            match self.launch(generation, spec.clone(), slot) {
+            match self.launch(generation.clone(), slot) {
                 Ok(worker) => self.slots[slot].incoming = Some(worker),
                 Err(e) => {
-                    let reason = format!("cannot start generation {generation} worker {slot}: {e}");
+                    let reason = format!(
+                        "cannot start generation {} worker {slot}: {e}",
+                        generation.number
+                    );
                     return self.fail_rollout(reason, ErrorKind::RestartFailed);
                 }
             }
@@ -101,37 +131,41 @@ impl Supervisor {
     /// it is ready.
     pub(crate) fn advance_rollout(&mut self) {
         let Some(rollout) = &self.rollout else { return };
-        let all_ready = rollout.batch.iter().all(|&s| {
-            self.slots[s]
-                .incoming
-                .as_ref()
-                .is_some_and(|w| matches!(w.state, WorkerState::Ready { .. }))
-        });
-        if !all_ready {
-            return;
+        let mut slowest = Duration::ZERO;
+        for &s in &rollout.batch {
+            match self.slots[s].incoming.as_ref().map(|w| &w.state) {
+                Some(WorkerState::Ready { ready_in }) => slowest = slowest.max(*ready_in),
+                _ => return,
+            }
         }
-        let batch = std::mem::take(&mut self.rollout.as_mut().expect("checked above").batch);
+        let rollout = self.rollout.as_mut().expect("checked above");
+        let batch = std::mem::take(&mut rollout.batch);
+        rollout.replaced += batch.len();
+        rollout.child_time += slowest;
+        let took = rollout.batch_started.elapsed();
+        let number = rollout.generation.number;
+        let done = rollout.todo.is_empty();
         let mut old = Vec::new();
         for &slot in &batch {
             let s = &mut self.slots[slot];
             let new = s.incoming.take().expect("a ready batch has its workers");
             s.clear_respawn();
-            if let Some(mut previous) = s.active.replace(new) {
-                previous.drain(&self.sink);
+            s.restarts = 0;
+            if let Some(previous) = s.active.replace(new) {
                 old.push(format!(
                     "generation {} (pid {})",
-                    previous.generation, previous.pid
+                    previous.generation.number, previous.pid
                 ));
-                self.draining.push(previous);
+                self.drain(previous);
             }
         }
-        let rollout = self.rollout.as_mut().expect("checked above");
-        rollout.replaced += batch.len();
-        rollout.ready_at = Some(Instant::now());
-        let took = rollout.started.elapsed();
         tracing::info!(
-            "generation {} ready in {} ms; draining {}",
-            rollout.generation,
+            "generation {number} {} ready in {} ms; draining {}",
+            if done && batch.len() == self.slots.len() {
+                String::new()
+            } else {
+                format!("workers {}", slot_list(&batch))
+            },
             took.as_millis(),
             if old.is_empty() {
                 "nothing".to_string()
@@ -139,7 +173,7 @@ impl Supervisor {
                 old.join(", ")
             }
         );
-        if rollout.todo.is_empty() {
+        if done {
             self.finish_rollout();
         } else {
             self.start_next_batch();
@@ -148,12 +182,24 @@ impl Supervisor {
 
     fn finish_rollout(&mut self) {
         let rollout = self.rollout.take().expect("a rollout is in progress");
-        self.serving = rollout.generation;
-        let ready_at = rollout.ready_at.unwrap_or_else(Instant::now);
+        let workers = rollout.generation.spec.workers;
+        // A reload may have lowered the worker count: drain the extra slots.
+        while self.slots.len() > workers {
+            let mut slot = self.slots.pop().expect("more slots than workers");
+            let extra: Vec<_> = slot.take_workers().collect();
+            for worker in extra {
+                self.drain(worker);
+            }
+        }
+        self.serving = rollout.generation.clone();
+        self.serving_ready = true;
+        let ready_ms = ms_u64(rollout.started.elapsed());
         let report = RestartReport {
-            generation: rollout.generation,
-            ready_ms: ms_u64(ready_at.duration_since(rollout.started)),
-            total_ms: ms_u64(rollout.started.elapsed()),
+            generation: rollout.generation.number,
+            ready_ms,
+            total_ms: ready_ms,
+            workers: rollout.replaced,
+            child_ready_ms: ms_u64(rollout.child_time),
         };
         for w in rollout.waiters {
             let _ = w.send(Response::Restarted(report.clone()));
@@ -167,33 +213,41 @@ impl Supervisor {
         let rollout = self.rollout.take().expect("a rollout is in progress");
         for &slot in &rollout.batch {
             if let Some(mut worker) = self.slots[slot].incoming.take() {
-                worker.kill(format!("generation {} rolled back", rollout.generation));
+                worker.kill(format!(
+                    "generation {} rolled back",
+                    rollout.generation.number
+                ));
                 self.draining.push(worker);
             }
         }
-        let kept = if self.serving == 0 {
-            "the previous workers keep running".to_string()
-        } else {
-            format!("generation {} keeps serving", self.serving)
-        };
+        // Slots this rollout added that never got a worker go away again.
+        while self.slots.len() > rollout.original_slots
+            && self
+                .slots
+                .last()
+                .is_some_and(|s| s.active.is_none() && s.respawn.is_none())
+        {
+            self.slots.pop();
+        }
         let message = if rollout.replaced > 0 {
             format!(
-                "{reason}; {} of {} workers had been replaced; the others keep running",
+                "{reason}; {} of {} workers had been replaced by generation {}, the other {} keep their old workers",
                 rollout.replaced,
-                self.slots.len()
+                rollout.generation.spec.workers,
+                rollout.generation.number,
+                self.slots.len().saturating_sub(rollout.replaced)
             )
+        } else if self.serving_ready {
+            format!("{reason}; generation {} keeps serving", self.serving.number)
         } else {
-            format!("{reason}; {kept}")
+            format!("{reason}; the previous workers keep running")
         };
         tracing::error!(
             "restart to generation {} failed: {message}",
-            rollout.generation
+            rollout.generation.number
         );
         for w in rollout.waiters {
-            let _ = w.send(Response::Error {
-                kind,
-                message: message.clone(),
-            });
+            let _ = w.send(error(kind, message.clone()));
         }
         self.start_queued();
     }
@@ -206,4 +260,23 @@ impl Supervisor {
         let waiters = std::mem::take(&mut self.queued);
         self.start_rollout(waiters);
     }
+}
+
+/// "0-3, 7".
+fn slot_list(slots: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < slots.len() {
+        let mut j = i;
+        while j + 1 < slots.len() && slots[j + 1] == slots[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            slots[i].to_string()
+        } else {
+            format!("{}-{}", slots[i], slots[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }

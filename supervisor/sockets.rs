@@ -14,6 +14,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use socket2::{Domain, SockAddr, Socket, Type};
 
 /// Where a socket listens, parsed from `tcp://HOST:PORT`, `udp://HOST:PORT`
@@ -158,6 +160,10 @@ pub struct BindError {
     pub source: io::Error,
 }
 
+/// The sockets of one generation, in fd order. A socket is shared by every
+/// generation that has it, and closes when the last one is gone.
+pub type SocketSet = std::sync::Arc<[std::sync::Arc<BoundSocket>]>;
+
 /// A socket the supervisor has bound and holds open.
 #[derive(Debug)]
 pub struct BoundSocket {
@@ -167,6 +173,8 @@ pub struct BoundSocket {
     pub local: String,
     /// A unix socket file this supervisor created, removed on shutdown.
     created_file: Option<PathBuf>,
+    /// The backlog in effect (a reload may change it); 0 for UDP.
+    backlog: AtomicU32,
 }
 
 impl BoundSocket {
@@ -226,6 +234,7 @@ impl BoundSocket {
             socket,
             local: String::new(),
             created_file,
+            backlog: AtomicU32::new(0),
         };
         if let (Some(mode), Some(path)) = (spec.mode, &bound.created_file) {
             // Before listen(), so no client can connect under the old mode.
@@ -239,6 +248,9 @@ impl BoundSocket {
                 .socket
                 .listen(backlog)
                 .map_err(fail("cannot listen"))?;
+            bound
+                .backlog
+                .store(backlog.unsigned_abs(), Ordering::Relaxed);
         }
         let local = bound
             .socket
@@ -250,10 +262,42 @@ impl BoundSocket {
 
     /// The backlog in effect: the configured one or the kernel's maximum.
     pub fn backlog(&self) -> Option<u32> {
-        match self.spec.listen {
-            ListenAddr::Udp(_) => None,
-            _ => Some(self.spec.backlog.unwrap_or_else(somaxconn)),
+        match self.backlog.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(b),
         }
+    }
+
+    /// Applies a reloaded spec for the same address to this socket without
+    /// a new bind: the backlog (listen() again) and a unix socket's mode.
+    /// `reuse_port` cannot change on a bound socket.
+    pub fn adjust(&self, spec: &SocketSpec) -> Result<(), String> {
+        let name = &spec.name;
+        if spec.reuse_port != self.spec.reuse_port {
+            return Err(format!(
+                "socket `{name}`: reuse_port cannot change while handoff holds the socket: that needs a new bind of \
+                 the same address, which would reset the connections queued on the old one; restart handoff to change it"
+            ));
+        }
+        if self.backlog().is_some() {
+            let wanted = spec.backlog.unwrap_or_else(somaxconn);
+            if self.backlog() != Some(wanted) {
+                let backlog = i32::try_from(wanted).unwrap_or(i32::MAX);
+                self.socket
+                    .listen(backlog)
+                    .map_err(|e| format!("socket `{name}`: cannot change the backlog: {e}"))?;
+                self.backlog.store(wanted, Ordering::Relaxed);
+            }
+        }
+        if let (Some(mode), Some(path)) = (spec.mode, &self.created_file) {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                format!(
+                    "socket `{name}`: cannot change the mode of {}: {e}",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -60,7 +60,7 @@ pub enum SpawnError {
 /// Everything a child needs besides its program: which sockets, where to
 /// notify, and which generation and slot it is.
 pub struct ChildContext<'a> {
-    pub sockets: &'a [BoundSocket],
+    pub sockets: &'a [std::sync::Arc<BoundSocket>],
     pub notify_socket: &'a Path,
     pub generation: u64,
     pub slot: usize,

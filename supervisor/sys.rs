@@ -37,6 +37,30 @@ pub fn mark_inherited_fds_cloexec() {
     }
 }
 
+/// Raises the soft limit on open files when the sockets and workers need
+/// more than it allows (up to the hard limit). The children inherit it; they
+/// need room for every socket too.
+pub fn raise_fd_limit(sockets: usize, workers: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // Per worker: its notify socket, its pidfd/pipe; plus the supervisor's own.
+    let needed = (sockets + 4 * workers + 64) as u64;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if needed <= soft {
+        return;
+    }
+    let target = needed.min(hard);
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => tracing::info!(
+            "raised the open-file limit from {soft} to {target} for {sockets} sockets"
+        ),
+        Err(e) => tracing::warn!(
+            "{sockets} sockets need about {needed} open files, the limit is {soft}: {e}"
+        ),
+    }
+}
+
 /// Waits until process `pid` (not our child) has exited, or `timeout`
 /// passes. Returns whether it exited. Uses a pidfd, so it neither polls nor
 /// can be fooled by pid reuse after the pidfd is open.

@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::{ProgramSpec, Readiness};
 use crate::notify::{Notice, NotifySocket};
-use crate::sockets::BoundSocket;
+use crate::sockets::SocketSet;
 use crate::spawn::{self, ChildContext, SpawnError};
 
 /// A worker's identity for the life of the supervisor; never reused, so a
@@ -56,12 +56,20 @@ pub enum WorkerEvent {
     DrainTimeout,
 }
 
+/// What one generation runs: its number, its program, its sockets. Workers
+/// share it; a socket closes once no generation that has it is left.
+#[derive(Debug)]
+pub struct Generation {
+    pub number: u64,
+    pub spec: Arc<ProgramSpec>,
+    pub sockets: SocketSet,
+}
+
 pub struct Worker {
     pub id: WorkerId,
     pub pid: u32,
     pub slot: usize,
-    pub generation: u64,
-    pub spec: Arc<ProgramSpec>,
+    pub generation: Arc<Generation>,
     pub state: WorkerState,
     /// When the state last changed (and when the process started).
     pub since: Instant,
@@ -80,7 +88,7 @@ impl std::fmt::Display for Worker {
         write!(
             f,
             "generation {} worker {} (pid {})",
-            self.generation, self.slot, self.pid
+            self.generation.number, self.slot, self.pid
         )
     }
 }
@@ -91,10 +99,8 @@ pub type EventSink<E> = (UnboundedSender<E>, fn(WorkerId, WorkerEvent) -> E);
 
 pub struct LaunchRequest<'a> {
     pub id: WorkerId,
-    pub spec: Arc<ProgramSpec>,
-    pub generation: u64,
+    pub generation: Arc<Generation>,
     pub slot: usize,
-    pub sockets: &'a [BoundSocket],
     pub runtime_dir: &'a std::path::Path,
 }
 
@@ -119,13 +125,14 @@ impl Worker {
         let path = req.runtime_dir.join(format!("notify-{}.sock", req.id));
         let notify = NotifySocket::bind(path.clone())
             .map_err(|source| LaunchError::Notify { path, source })?;
+        let gen = &req.generation;
         let ctx = ChildContext {
-            sockets: req.sockets,
+            sockets: &gen.sockets,
             notify_socket: notify.path(),
-            generation: req.generation,
+            generation: gen.number,
             slot: req.slot,
         };
-        let mut child = spawn::spawn(&req.spec, &ctx)?;
+        let mut child = spawn::spawn(&gen.spec, &ctx)?;
         let pid = child.id().expect("a child that was just spawned has a pid");
         let id = req.id;
         let report = {
@@ -154,9 +161,9 @@ impl Worker {
         .abort_handle();
 
         let mut timers = Vec::new();
-        let timeout = req.spec.ready_timeout;
+        let timeout = gen.spec.ready_timeout;
         timers.push(after(timeout, report.clone(), WorkerEvent::ReadyTimeout));
-        match &req.spec.ready {
+        match &gen.spec.ready {
             Readiness::Notify => {}
             Readiness::Delay(delay) => {
                 timers.push(after(*delay, report.clone(), WorkerEvent::Ready))
@@ -167,7 +174,7 @@ impl Worker {
                         command.clone(),
                         *interval,
                         pid,
-                        req.generation,
+                        gen.number,
                         req.slot,
                         report,
                     ))
@@ -181,7 +188,6 @@ impl Worker {
             pid,
             slot: req.slot,
             generation: req.generation,
-            spec: req.spec,
             state: WorkerState::Starting,
             since: now,
             since_wall: SystemTime::now(),
@@ -219,14 +225,14 @@ impl Worker {
             return;
         }
         self.cancel_timers();
-        let signal = self.spec.stop_signal;
+        let signal = self.generation.spec.stop_signal;
         // Only the child itself: it decides how to stop its own children
         // (a gunicorn arbiter drains its workers). The SIGKILL that follows
         // a missed deadline goes to the whole process group.
         if let Err(e) = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), signal) {
             tracing::debug!("{self}: cannot send {signal}: {e}");
         }
-        let timeout = self.spec.drain_timeout;
+        let timeout = self.generation.spec.drain_timeout;
         let (tx, wrap) = sink.clone();
         let id = self.id;
         self.timers.push(after(
