@@ -313,6 +313,10 @@ impl Drop for BoundSocket {
             // Best effort: the file may already be gone.
             let _ = std::fs::remove_file(path);
         }
+        // Only a socket that was fully set up has anything to report.
+        if !self.local.is_empty() {
+            tracing::info!("socket {} closed ({})", self.spec.name, self.local);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! gunicorn, from Debian's package, as a real consumer of the protocol: it
 //! checks LISTEN_PID strictly and sends READY=1 on NOTIFY_SOCKET.
 
-use crate::harness::{get, restart, temp_dir, Handoff};
+use crate::harness::{get, get_from_generation, restart, temp_dir, Handoff};
 
 const GUNICORN: &str = "/usr/bin/gunicorn";
 
@@ -47,17 +47,6 @@ fn gunicorn_serves_and_restarts_through_handoff() {
     assert_eq!(code, 0, "{out}{err}");
     // The old arbiter's workers may answer a last few requests while they
     // drain; every request is answered, and generation 2 takes over.
-    let deadline = std::time::Instant::now() + crate::harness::DEADLINE;
-    loop {
-        let (status, body) = get(&addr, "/").expect("gunicorn serves");
-        assert_eq!(status, 200, "{body}");
-        if body.contains("generation 2") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "generation 2 never answered: {body}"
-        );
-    }
+    get_from_generation(&addr, "/", 2);
     h.wait_log("generation 1 worker 0 (pid");
 }

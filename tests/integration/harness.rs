@@ -61,18 +61,19 @@ impl Log {
         });
     }
 
-    /// Waits for a line (at index `from` or later) that contains `needle`.
-    fn wait_for(&self, needle: &str, from: usize, timeout: Duration) -> Option<(usize, String)> {
+    /// Waits for a line (at index `from` or later) that contains every one
+    /// of `needles`.
+    fn wait_for(
+        &self,
+        needles: &[&str],
+        from: usize,
+        timeout: Duration,
+    ) -> Option<(usize, String)> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lock().expect("log lock");
         loop {
-            if let Some((i, l)) = lines
-                .0
-                .iter()
-                .enumerate()
-                .skip(from)
-                .find(|(_, l)| l.contains(needle))
-            {
+            let mut found = lines.0.iter().enumerate().skip(from);
+            if let Some((i, l)) = found.find(|(_, l)| needles.iter().all(|n| l.contains(n))) {
                 return Some((i, l.clone()));
             }
             let left = deadline.checked_duration_since(Instant::now())?;
@@ -137,16 +138,39 @@ impl Handoff {
     /// Waits for a log line containing `needle` after the last one waited
     /// for, and returns it.
     pub fn wait_log(&mut self, needle: &str) -> String {
-        match self.log.wait_for(needle, self.cursor, DEADLINE) {
+        self.wait_log_all(&[needle])
+    }
+
+    /// Waits for a log line containing all of `needles`, after the last one
+    /// waited for.
+    pub fn wait_log_all(&mut self, needles: &[&str]) -> String {
+        match self.log.wait_for(needles, self.cursor, DEADLINE) {
             Some((i, line)) => {
                 self.cursor = i + 1;
                 line
             }
             None => panic!(
-                "no log line with {needle:?} within {DEADLINE:?}; log:\n{}",
+                "no log line with {needles:?} within {DEADLINE:?}; log:\n{}",
                 self.log.dump()
             ),
         }
+    }
+
+    /// Waits for several log lines, each containing all of its needles, in
+    /// any order, after the last line waited for.
+    pub fn wait_log_each(&mut self, lines: &[&[&str]]) {
+        let from = self.cursor;
+        let mut last = from;
+        for needles in lines {
+            match self.log.wait_for(needles, from, DEADLINE) {
+                Some((i, _)) => last = last.max(i + 1),
+                None => panic!(
+                    "no log line with {needles:?} within {DEADLINE:?}; log:\n{}",
+                    self.log.dump()
+                ),
+            }
+        }
+        self.cursor = last;
     }
 
     pub fn log(&self) -> String {
@@ -221,10 +245,18 @@ impl Drop for Handoff {
             );
         }
         if self.exited.is_none() {
+            let asked = Instant::now();
             self.signal(nix::sys::signal::Signal::SIGTERM);
             if wait_timeout(&mut self.child, DEADLINE).is_none() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
+            }
+            if asked.elapsed() > Duration::from_secs(5) {
+                eprintln!(
+                    "slow stop ({:?}); log:\n{}",
+                    asked.elapsed(),
+                    self.log.dump()
+                );
             }
         }
     }
@@ -266,12 +298,37 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     crate::load::request(addr, path)
 }
 
+/// GETs `path` until generation `g` answers it (an old generation may
+/// answer a last request or two while it drains), and returns the body.
+pub fn get_from_generation(addr: &str, path: &str, g: u64) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = get(addr, path).expect("served");
+        assert_eq!(status, 200, "{body}");
+        if body.contains(&format!("generation {g} "))
+            || body.contains(&format!("\"generation\":\"{g}\""))
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "generation {g} never answered: {body}"
+        );
+    }
+}
+
 /// A shell script that `exec`s a command: tests "deploy" a new version by
 /// rewriting it, as a real deploy replaces a binary.
 pub fn write_script(path: &Path, command: &str) {
+    write_executable(path, &format!("#!/bin/sh\nexec {command}\n"));
+}
+
+/// Replaces `path` with an executable file, atomically (no half-written
+/// script is ever run).
+pub fn write_executable(path: &Path, content: &str) {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("#!/bin/sh\nexec {command}\n")).expect("write script");
+    std::fs::write(&tmp, content).expect("write script");
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
     std::fs::rename(&tmp, path).expect("replace script");
 }

@@ -11,5 +11,7 @@ mod load;
 mod config_errors;
 mod gunicorn;
 mod protocol;
+mod reload;
 mod restart;
 mod supervise;
+mod workers;

@@ -108,8 +108,7 @@ fn a_generation_that_never_becomes_ready_is_killed_and_rolled_back() {
     );
     assert!(err.contains("generation 1 keeps serving"), "{err}");
     // The never-ready child was killed, not left running.
-    h.wait_log("generation 2 worker 0");
-    h.wait_log("was killed by SIGKILL");
+    h.wait_log_all(&["generation 2 worker 0", "was killed by SIGKILL"]);
 
     let (status, body) = get(&addr, "/").expect("generation 1 still serves");
     assert_eq!(status, 200);

@@ -99,7 +99,7 @@ fn a_killed_child_is_respawned_and_no_connection_is_refused() {
         "(pid {pid}) was killed by SIGKILL; respawning in 100 ms"
     ));
     h.wait_log("respawned");
-    h.wait_log("ready in");
+    h.wait_log_all(&["generation 1 worker 0", "ready in"]);
     load.wait_for_more(100);
     let tally = load.stop();
     // Requests the killed child had accepted die with it (reset); but the
