@@ -44,13 +44,19 @@ impl Supervisor {
             _ => how,
         };
         match place {
-            Place::Draining(_) => match worker.state {
-                WorkerState::Killed { .. } => tracing::info!("{worker} {why}"),
-                _ => tracing::info!(
-                    "{worker} {why} after draining for {}",
-                    ms(worker.since.elapsed())
-                ),
-            },
+            Place::Draining(_) => {
+                match worker.state {
+                    WorkerState::Killed { .. } => tracing::info!("{worker} {why}"),
+                    _ => tracing::info!(
+                        "{worker} {why} after draining for {}",
+                        ms(worker.since.elapsed())
+                    ),
+                }
+                let id = worker.id;
+                // Its sockets may close now, before anyone hears it is gone.
+                drop(worker);
+                self.worker_gone(Some(id));
+            }
             Place::Incoming(_) => {
                 self.fail_rollout(
                     format!("{worker} {why} before it was ready"),

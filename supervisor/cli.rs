@@ -29,10 +29,22 @@ pub enum Command {
     /// Bind the sockets and run the server under supervision.
     Run(Box<RunArgs>),
     /// Start a new generation; exit 0 once it is ready, 1 if it was rolled back.
-    Restart(Target),
+    Restart {
+        #[command(flatten)]
+        target: Target,
+        /// Answer only once the old workers have exited, too.
+        #[arg(long)]
+        drained: bool,
+    },
     /// Re-read the config file and start a new generation with it; an
     /// invalid file changes nothing (exit 3).
-    Reload(Target),
+    Reload {
+        #[command(flatten)]
+        target: Target,
+        /// Answer only once the old workers have exited, too.
+        #[arg(long)]
+        drained: bool,
+    },
     /// Change the number of workers now; removed workers drain.
     Scale {
         /// The new number of workers.

@@ -63,18 +63,22 @@ fn refused(response: Response) -> Exit {
     }
 }
 
-pub fn restart(target: &Target) -> Exit {
-    restarted(ask(target, Request::Restart))
+pub fn restart(target: &Target, drained: bool) -> Exit {
+    restarted(ask(target, Request::Restart { drained }))
 }
 
-pub fn reload(target: &Target) -> Exit {
-    restarted(ask(target, Request::Reload))
+pub fn reload(target: &Target, drained: bool) -> Exit {
+    restarted(ask(target, Request::Reload { drained }))
 }
 
 fn restarted(answer: Result<Response, Exit>) -> Exit {
     match answer {
         Ok(Response::Restarted(r)) => {
-            println!("generation {} ready in {} ms", r.generation, r.ready_ms);
+            print!("generation {} ready in {} ms", r.generation, r.ready_ms);
+            match r.drained_ms {
+                Some(ms) => println!("; old workers gone after {ms} ms"),
+                None => println!(),
+            }
             Exit::Ok
         }
         Ok(other) => refused(other),

@@ -15,8 +15,8 @@ fn main() -> ExitCode {
     init_logging(cli.log_level);
     let exit = match cli.command {
         Command::Run(args) => run(&args),
-        Command::Restart(target) => client::restart(&target),
-        Command::Reload(target) => client::reload(&target),
+        Command::Restart { target, drained } => client::restart(&target, drained),
+        Command::Reload { target, drained } => client::reload(&target, drained),
         Command::Scale { workers, target } => client::scale(&target, workers),
         Command::Status { target, json } => client::status(&target, json),
         Command::Stop(target) => client::stop(&target),

@@ -25,12 +25,19 @@ pub enum Request {
     /// The supervisor's state.
     Status,
     /// Start a new generation; the answer comes once it is ready (or rolled
-    /// back). Requests that arrive while a restart runs are coalesced into
-    /// one more restart after it.
-    Restart,
+    /// back), or with `drained`, once the old workers have also exited.
+    /// Requests that arrive while a restart runs are coalesced into one
+    /// more restart after it.
+    Restart {
+        #[serde(default)]
+        drained: bool,
+    },
     /// Re-read the config file and start a new generation with it; answered
     /// like `restart`. An invalid file changes nothing.
-    Reload,
+    Reload {
+        #[serde(default)]
+        drained: bool,
+    },
     /// Change the number of workers now: new slots start the serving
     /// generation, removed slots drain.
     Scale { workers: usize },
@@ -85,6 +92,9 @@ pub struct RestartReport {
     /// Of `ready_ms`, the time the new workers themselves took to become
     /// ready (per batch, the slowest one's); the rest is the supervisor's.
     pub child_ready_ms: u64,
+    /// With `drained`: from the restart's start to the last old worker's
+    /// exit.
+    pub drained_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,7 +170,11 @@ mod tests {
         assert!(parse_request(br#"{"command":"scale"}"#).is_err());
         assert_eq!(
             parse_request(br#"{"command":"restart"}"#).unwrap(),
-            Request::Restart
+            Request::Restart { drained: false }
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"restart","drained":true}"#).unwrap(),
+            Request::Restart { drained: true }
         );
         assert_eq!(encode(&Request::Status), b"{\"command\":\"status\"}\n");
         assert!(parse_request(br#"{"command":"explode"}"#)
@@ -185,6 +199,7 @@ mod tests {
             total_ms: 6,
             workers: 1,
             child_ready_ms: 4,
+            drained_ms: None,
         });
         let line = encode(&r);
         assert_eq!(serde_json::from_slice::<Response>(&line).unwrap(), r);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{self, ProgramSpec, MAX_WORKERS};
 use crate::protocol::{ErrorKind, Response};
 use crate::sockets::{BoundSocket, SocketSet, SocketSpec};
-use crate::supervisor::{error, log_socket, Slot, Supervisor, Waiter};
+use crate::supervisor::{error, log_socket, RestartWaiter, Slot, Supervisor};
 
 impl Supervisor {
     /// Sets the number of workers. New slots run the serving generation;
@@ -67,10 +67,10 @@ impl Supervisor {
     /// file, or a socket change that cannot be made, changes nothing. A
     /// valid one becomes what the next generation runs, and that
     /// generation is started (coalesced with one in progress, like restart).
-    pub fn reload(&mut self, waiter: Option<Waiter>) {
-        let answer = |waiter: Option<Waiter>, response: Response| {
+    pub fn reload(&mut self, waiter: Option<RestartWaiter>) {
+        let answer = |waiter: Option<RestartWaiter>, response: Response| {
             if let Some(w) = waiter {
-                let _ = w.send(response);
+                let _ = w.reply.send(response);
             }
         };
         if self.is_shutting_down() {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::Strategy;
 use crate::protocol::{ErrorKind, Response, RestartReport};
-use crate::supervisor::{error, ms_u64, Slot, Supervisor, Waiter};
-use crate::worker::{Generation, WorkerState};
+use crate::supervisor::{error, ms_u64, DrainWait, RestartWaiter, Slot, Supervisor};
+use crate::worker::{Generation, WorkerId, WorkerState};
 
 pub struct Rollout {
     pub generation: Arc<Generation>,
@@ -38,15 +38,17 @@ pub struct Rollout {
     /// Of the time so far, how much the children themselves took to become
     /// ready (per batch, the slowest one's own start-to-ready time).
     child_time: Duration,
-    waiters: Vec<Waiter>,
+    /// The old workers this rollout told to drain.
+    drained: Vec<WorkerId>,
+    waiters: Vec<RestartWaiter>,
 }
 
 impl Supervisor {
     /// A restart request, from the control socket (`waiter`) or SIGHUP.
-    pub fn request_restart(&mut self, waiter: Option<Waiter>) {
+    pub fn request_restart(&mut self, waiter: Option<RestartWaiter>) {
         if self.is_shutting_down() {
             if let Some(w) = waiter {
-                let _ = w.send(error(
+                let _ = w.reply.send(error(
                     ErrorKind::ShuttingDown,
                     "the supervisor is shutting down",
                 ));
@@ -67,7 +69,7 @@ impl Supervisor {
         self.start_rollout(waiter.into_iter().collect());
     }
 
-    fn start_rollout(&mut self, waiters: Vec<Waiter>) {
+    fn start_rollout(&mut self, waiters: Vec<RestartWaiter>) {
         self.last_generation += 1;
         let generation = Arc::new(Generation {
             number: self.last_generation,
@@ -99,6 +101,7 @@ impl Supervisor {
             replaced: 0,
             original_slots,
             child_time: Duration::ZERO,
+            drained: Vec::new(),
             waiters,
         });
         self.start_next_batch();
@@ -156,6 +159,9 @@ impl Supervisor {
                     "generation {} (pid {})",
                     previous.generation.number, previous.pid
                 ));
+                if let Some(r) = self.rollout.as_mut() {
+                    r.drained.push(previous.id);
+                }
                 self.drain(previous);
             }
         }
@@ -184,10 +190,12 @@ impl Supervisor {
         let rollout = self.rollout.take().expect("a rollout is in progress");
         let workers = rollout.generation.spec.workers;
         // A reload may have lowered the worker count: drain the extra slots.
+        let mut drained = rollout.drained;
         while self.slots.len() > workers {
             let mut slot = self.slots.pop().expect("more slots than workers");
             let extra: Vec<_> = slot.take_workers().collect();
             for worker in extra {
+                drained.push(worker.id);
                 self.drain(worker);
             }
         }
@@ -200,10 +208,24 @@ impl Supervisor {
             total_ms: ready_ms,
             workers: rollout.replaced,
             child_ready_ms: ms_u64(rollout.child_time),
+            drained_ms: None,
         };
+        // Old workers already gone (killed early, or exited on their own)
+        // are not waited for.
+        drained.retain(|id| self.draining.iter().any(|w| w.id == *id));
         for w in rollout.waiters {
-            let _ = w.send(Response::Restarted(report.clone()));
+            if w.drained {
+                self.drain_waits.push(DrainWait {
+                    remaining: drained.clone(),
+                    started: rollout.started,
+                    report: report.clone(),
+                    reply: w.reply,
+                });
+            } else {
+                let _ = w.reply.send(Response::Restarted(report.clone()));
+            }
         }
+        self.worker_gone(None);
         self.start_queued();
     }
 
@@ -247,9 +269,26 @@ impl Supervisor {
             rollout.generation.number
         );
         for w in rollout.waiters {
-            let _ = w.send(error(kind, message.clone()));
+            let _ = w.reply.send(error(kind, message.clone()));
         }
         self.start_queued();
+    }
+
+    /// A draining worker is gone (None: just check): answers the restarts
+    /// that were waiting for the last of their old workers.
+    pub(crate) fn worker_gone(&mut self, id: Option<WorkerId>) {
+        let mut i = 0;
+        while i < self.drain_waits.len() {
+            let wait = &mut self.drain_waits[i];
+            wait.remaining.retain(|w| Some(*w) != id);
+            if wait.remaining.is_empty() {
+                let mut wait = self.drain_waits.swap_remove(i);
+                wait.report.drained_ms = Some(ms_u64(wait.started.elapsed()));
+                let _ = wait.reply.send(Response::Restarted(wait.report));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn start_queued(&mut self) {

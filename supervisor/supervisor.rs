@@ -40,6 +40,21 @@ pub enum Event {
 
 pub type Waiter = oneshot::Sender<Response>;
 
+/// Who asked for a restart (or reload), and whether they want the answer
+/// only once the old workers have exited.
+pub struct RestartWaiter {
+    pub reply: Waiter,
+    pub drained: bool,
+}
+
+/// A restart answer held back until the old workers it drained are gone.
+pub(crate) struct DrainWait {
+    pub remaining: Vec<WorkerId>,
+    pub started: Instant,
+    pub report: crate::protocol::RestartReport,
+    pub reply: Waiter,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
@@ -113,7 +128,9 @@ pub struct Supervisor {
     pub(crate) rollout: Option<Rollout>,
     /// Restart requests that came during a rollout: one more rollout
     /// answers them all (coalesced).
-    pub(crate) queued: Vec<Waiter>,
+    pub(crate) queued: Vec<RestartWaiter>,
+    /// Restart answers waiting for old workers to exit.
+    pub(crate) drain_waits: Vec<DrainWait>,
     /// A SIGHUP came during a rollout (it has no waiter to queue).
     pub(crate) queued_signal: bool,
     pub(crate) shutdown: Option<Vec<Waiter>>,
@@ -191,6 +208,7 @@ pub async fn run(
         draining: Vec::new(),
         rollout: None,
         queued: Vec::new(),
+        drain_waits: Vec::new(),
         queued_signal: false,
         shutdown: None,
         source: Source {
@@ -323,8 +341,14 @@ impl Supervisor {
             Request::Status => {
                 let _ = call.reply.send(Response::Status(self.status()));
             }
-            Request::Restart => self.request_restart(Some(call.reply)),
-            Request::Reload => self.reload(Some(call.reply)),
+            Request::Restart { drained } => self.request_restart(Some(RestartWaiter {
+                reply: call.reply,
+                drained,
+            })),
+            Request::Reload { drained } => self.reload(Some(RestartWaiter {
+                reply: call.reply,
+                drained,
+            })),
             Request::Scale { workers } => {
                 let reply = self.scale(workers);
                 let _ = call.reply.send(reply);
@@ -370,7 +394,7 @@ impl Supervisor {
         }
         self.queued_signal = false;
         for w in std::mem::take(&mut self.queued) {
-            let _ = w.send(error(
+            let _ = w.reply.send(error(
                 ErrorKind::ShuttingDown,
                 "the supervisor is shutting down",
             ));

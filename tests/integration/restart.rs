@@ -166,3 +166,43 @@ fn restarts_asked_for_during_a_restart_are_coalesced_not_lost() {
     }
     assert_eq!(h.status().generation, 3);
 }
+
+#[test]
+fn restart_drained_answers_once_the_old_generation_is_gone() {
+    let dir = temp_dir();
+    // The old workers take a while to go: 300 ms after draining.
+    let h = hello_behind_script(dir.path(), &["--workers", "2"]);
+    write_script(
+        &dir.path().join("server.sh"),
+        &format!("{} --drain-delay 300", example("hello").display()),
+    );
+    // Generation 2 has the delay; restart once to get it serving...
+    let (code, out, err) = restart(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    // ...then replace it, waiting for its slow drain.
+    let control = h.control.to_str().expect("utf-8").to_string();
+    let (code, out, err) = crate::harness::client(&["restart", "--drained", "--control", &control]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("generation 3 ready in") && out.contains("old workers gone after"),
+        "{out}"
+    );
+    let gone_after: u64 = out
+        .trim_end()
+        .rsplit(' ')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of ms");
+    assert!(
+        gone_after >= 300,
+        "the old workers took their 300 ms: {out}"
+    );
+    let status = h.status();
+    assert!(
+        status
+            .workers
+            .iter()
+            .all(|w| w.generation == 3 && w.state == "ready"),
+        "no old worker is left: {status:?}"
+    );
+}
