@@ -44,6 +44,8 @@
 //!   sending `READY=1`
 //! * `--drain-delay <ms>`    on SIGTERM/SIGINT, wait this much longer after
 //!   the in-flight requests have finished, before exiting
+//! * `--bind <addr>`         bind the address itself instead of taking a
+//!   socket from the supervisor (the naive way, for comparison)
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -218,10 +220,13 @@ struct Options {
     never_ready: bool,
     ready_after: Option<Duration>,
     drain_delay: Duration,
+    /// Bind this address itself instead of taking a socket: the naive way,
+    /// which the benchmark compares handoff against.
+    bind: Option<String>,
 }
 
 const USAGE: &str = "usage: hello [--exit-at-start] [--never-ready] \
-                     [--ready-after <millis>] [--drain-delay <millis>]";
+                     [--ready-after <millis>] [--drain-delay <millis>] [--bind <addr>]";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options::default();
@@ -238,6 +243,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--never-ready" => options.never_ready = true,
             "--ready-after" => options.ready_after = Some(millis(&arg, args.next())?),
             "--drain-delay" => options.drain_delay = millis(&arg, args.next())?,
+            "--bind" => {
+                options.bind = Some(
+                    args.next()
+                        .ok_or("--bind needs an address, e.g. 127.0.0.1:8080")?,
+                )
+            }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -306,7 +317,15 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
         }
     }
 
-    let listener = match Listener::take(&mut listen_fds) {
+    let taken = match &options.bind {
+        // tokio's bind sets SO_REUSEADDR, as most servers do.
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Listener::Tcp)
+            .map_err(|err| format!("cannot bind {addr}: {err}")),
+        None => Listener::take(&mut listen_fds),
+    };
+    let listener = match taken {
         Ok(listener) => listener,
         Err(msg) => {
             eprintln!("hello: {msg}");

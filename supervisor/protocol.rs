@@ -95,6 +95,10 @@ pub struct RestartReport {
     /// With `drained`: from the restart's start to the last old worker's
     /// exit.
     pub drained_ms: Option<u64>,
+    /// `ready_ms` and `child_ready_ms` in microseconds, for measuring the
+    /// supervisor's own share.
+    pub ready_us: u64,
+    pub child_ready_us: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +204,8 @@ mod tests {
             workers: 1,
             child_ready_ms: 4,
             drained_ms: None,
+            ready_us: 5000,
+            child_ready_us: 4000,
         });
         let line = encode(&r);
         assert_eq!(serde_json::from_slice::<Response>(&line).unwrap(), r);

@@ -201,7 +201,8 @@ impl Supervisor {
         }
         self.serving = rollout.generation.clone();
         self.serving_ready = true;
-        let ready_ms = ms_u64(rollout.started.elapsed());
+        let ready = rollout.started.elapsed();
+        let ready_ms = ms_u64(ready);
         let report = RestartReport {
             generation: rollout.generation.number,
             ready_ms,
@@ -209,6 +210,8 @@ impl Supervisor {
             workers: rollout.replaced,
             child_ready_ms: ms_u64(rollout.child_time),
             drained_ms: None,
+            ready_us: us_u64(ready),
+            child_ready_us: us_u64(rollout.child_time),
         };
         // Old workers already gone (killed early, or exited on their own)
         // are not waited for.
@@ -299,6 +302,10 @@ impl Supervisor {
         let waiters = std::mem::take(&mut self.queued);
         self.start_rollout(waiters);
     }
+}
+
+fn us_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// "0-3, 7".

@@ -1,0 +1,246 @@
+//! Running the servers: under handoff, and the naive way.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use handoff::protocol::{Request, Response, Status};
+
+use crate::load::{Load, Mode};
+use crate::stats::{figures, Figures, RestartTiming};
+use crate::Plan;
+
+pub struct Binaries {
+    pub handoff: PathBuf,
+    pub hello: PathBuf,
+}
+
+impl Binaries {
+    /// The release example server (cargo bench builds the handoff binary,
+    /// but not examples).
+    pub fn build() -> Binaries {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--example", "hello"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build the example server");
+        let handoff = PathBuf::from(env!("CARGO_BIN_EXE_handoff"));
+        let hello = handoff
+            .parent()
+            .expect("target/release")
+            .join("examples/hello");
+        Binaries { handoff, hello }
+    }
+}
+
+/// Samples of the supervisor's own resource use.
+pub struct Usage {
+    pub rss_peak_kib: u64,
+    pub cpu: Duration,
+}
+
+pub fn usage(pid: u32) -> Usage {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_peak_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces): state is
+    // field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Usage {
+        rss_peak_kib,
+        cpu: Duration::from_secs_f64(ticks as f64 / tick),
+    }
+}
+
+pub struct Measured {
+    pub figures: Figures,
+    pub usage: Option<Usage>,
+}
+
+/// A supervisor started for the benchmark, stopped on drop.
+struct Supervisor {
+    child: Child,
+    control: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Supervisor {
+    fn start(bins: &Binaries, workers: usize, sockets: usize) -> Supervisor {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut config = String::new();
+        for i in 0..sockets {
+            config += &format!("[[socket]]\nname = \"s{i}\"\nlisten = \"tcp://127.0.0.1:0\"\n");
+        }
+        config += &format!(
+            "[program]\ncommand = [{:?}]\nworkers = {workers}\nready = \"notify\"\n",
+            bins.hello.display().to_string()
+        );
+        let file = dir.path().join("handoff.toml");
+        std::fs::write(&file, config).expect("write config");
+        let control = dir.path().join("control.sock");
+        let log = std::fs::File::create(dir.path().join("handoff.log")).expect("log file");
+        let child = Command::new(&bins.handoff)
+            .args(["run", "--config"])
+            .arg(&file)
+            .arg("--control")
+            .arg(&control)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("handoff starts");
+        let sup = Supervisor {
+            child,
+            control,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sup.status().is_none_or(|s| s.generation == 0) {
+            assert!(Instant::now() < deadline, "handoff did not get ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sup
+    }
+
+    fn status(&self) -> Option<Status> {
+        match handoff::control::call(&self.control, &Request::Status) {
+            Ok(Response::Status(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn restart(&self) -> handoff::protocol::RestartReport {
+        match handoff::control::call(&self.control, &Request::Restart { drained: true }) {
+            Ok(Response::Restarted(r)) => r,
+            other => panic!("restart failed: {other:?}"),
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = handoff::control::call(&self.control, &Request::Stop);
+        let _ = self.child.wait();
+    }
+}
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+pub fn under_handoff(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
+    let sup = Supervisor::start(bins, 1, 1);
+    let addr = sup.status().expect("status").sockets[0].address.clone();
+    let load = Load::start(&addr, mode, plan.clients);
+    std::thread::sleep(plan.warmup);
+    let mut restarts = Vec::with_capacity(plan.restarts);
+    for _ in 0..plan.restarts {
+        let asked = load.epoch.elapsed();
+        let r = sup.restart();
+        restarts.push(RestartTiming {
+            asked,
+            ready: us(r.ready_us),
+            child: Some(us(r.child_ready_us)),
+            old_gone: Duration::from_millis(r.drained_ms.unwrap_or(r.ready_ms)),
+        });
+        std::thread::sleep(plan.interval);
+    }
+    std::thread::sleep(plan.warmup);
+    let usage = usage(sup.child.id());
+    let records = load.stop();
+    Measured {
+        figures: figures(&records, &restarts),
+        usage: Some(usage),
+    }
+}
+
+/// A server that binds the port itself, stopped and started again.
+fn start_naive(hello: &Path, addr: &str) -> (Child, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(hello)
+        .args(["--bind", addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the example starts");
+    // It prints "serving on" once it accepts: its own readiness.
+    let out = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
+        if line.expect("its stdout").contains("serving on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, started.elapsed())
+}
+
+pub fn naive(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (mut server, _) = start_naive(&bins.hello, &addr);
+    let load = Load::start(&addr, mode, plan.clients);
+    std::thread::sleep(plan.warmup);
+    let mut restarts = Vec::with_capacity(plan.restarts);
+    for _ in 0..plan.restarts {
+        let asked = load.epoch.elapsed();
+        let t0 = Instant::now();
+        let pid = nix::unistd::Pid::from_raw(server.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = server.wait();
+        let old_gone = t0.elapsed();
+        let (next, _) = start_naive(&bins.hello, &addr);
+        server = next;
+        restarts.push(RestartTiming {
+            asked,
+            ready: t0.elapsed(),
+            child: None,
+            old_gone,
+        });
+        std::thread::sleep(plan.interval);
+    }
+    std::thread::sleep(plan.warmup);
+    let records = load.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    Measured {
+        figures: figures(&records, &restarts),
+        usage: None,
+    }
+}
+
+/// Restart cost without load, for a given number of workers and sockets.
+pub fn scaling(bins: &Binaries, restarts: usize, workers: usize, sockets: usize) -> Figures {
+    let sup = Supervisor::start(bins, workers, sockets);
+    let mut timings = Vec::with_capacity(restarts);
+    let epoch = Instant::now();
+    for _ in 0..restarts {
+        let asked = epoch.elapsed();
+        let r = sup.restart();
+        timings.push(RestartTiming {
+            asked,
+            ready: us(r.ready_us),
+            child: Some(us(r.child_ready_us)),
+            old_gone: Duration::from_millis(r.drained_ms.unwrap_or(r.ready_ms)),
+        });
+    }
+    figures(&[], &timings)
+}
