@@ -73,12 +73,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// not spin on an error that will not go away by itself.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// How long a connection accepted just before shutdown gets to send its
-/// first request. A client that connected a moment before we stopped
-/// accepting has usually sent it already; closing that connection unread
-/// would reset a request that was never refused. Go's http.Server.Shutdown
-/// gives new connections the same 5 s.
-const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(5);
+/// How long, once draining, a connection may stay open without a request.
+///
+/// hyper's graceful shutdown closes a connection it thinks idle at once. But
+/// "idle" includes a keep-alive connection whose next request is already on
+/// its way, and a connection accepted a moment ago whose first request is
+/// not read yet: closing those loses a request the client has sent (a
+/// client may retry it; for a POST it usually will not). So a draining
+/// connection instead answers its next request with `Connection: close`,
+/// which ends it cleanly, and only a connection that sends nothing for this
+/// long is closed unanswered. (Go's http.Server.Shutdown gives new
+/// connections 5 s for the same reason.)
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection task shares: the shutdown flag, and a sender whose
 /// clones say "still running" (when all are dropped, draining is done).
@@ -86,6 +92,12 @@ const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(5);
 struct Connections {
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+}
+
+impl Connections {
+    fn draining(&self) -> bool {
+        *self.shutdown.borrow()
+    }
 }
 
 /// What the process looked like when it started, before it opened anything.
@@ -412,18 +424,28 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
 }
 
 /// Serves one connection with HTTP/1.1 (keep-alive on) in its own task,
-/// and drains it on shutdown: the request in flight is answered, then the
-/// connection closes.
+/// and drains it on shutdown: every response from then on says
+/// `Connection: close`, so the connection ends after the request in flight
+/// or the next one (see DRAIN_IDLE_GRACE).
 fn serve_connection<S>(stream: S, info: &Arc<StartupInfo>, connections: &Connections)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = Arc::clone(info);
-    // Set once the first request has arrived on this connection.
-    let (seen_request, mut first_request) = watch::channel(false);
+    let for_service = connections.clone();
     let service = service_fn(move |req| {
-        seen_request.send_replace(true);
-        handle(req, Arc::clone(&info))
+        let connections = for_service.clone();
+        let info = Arc::clone(&info);
+        async move {
+            let mut response = handle(req, info).await?;
+            if connections.draining() {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = http1::Builder::new()
         .keep_alive(true)
@@ -439,19 +461,13 @@ where
         let result = tokio::select! {
             result = connection.as_mut() => result,
             _ = set(&mut shutdown) => {
-                // hyper closes a connection that is "idle" at once, and a
-                // connection whose first request is still unread counts as
-                // idle: wait for that request (see NEW_CONNECTION_GRACE).
-                let seen = *first_request.borrow();
-                if !seen {
-                    let wait = set(&mut first_request);
-                    tokio::select! {
-                        result = connection.as_mut() => return finish(result, alive),
-                        _ = tokio::time::timeout(NEW_CONNECTION_GRACE, wait) => {}
+                tokio::select! {
+                    result = connection.as_mut() => result,
+                    _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
                     }
                 }
-                connection.as_mut().graceful_shutdown();
-                connection.await
             }
         };
         finish(result, alive);

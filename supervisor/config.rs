@@ -293,13 +293,15 @@ impl Source<'_> {
         }
     }
 
-    /// The file's directory; empty (so joins leave paths as they are) when
-    /// the file is in the current directory.
+    /// The file's directory, absolute, so that what a file means does not
+    /// depend on how its path was spelled.
     fn base(&self) -> PathBuf {
-        self.path
+        let dir = self
+            .path
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
     }
 }
 
@@ -533,10 +535,26 @@ fn program_from_raw(
 /// looked up for the child (its PATH, its working directory).
 pub fn check_program(config: &Config) -> Result<(), String> {
     let p = &config.program;
+    let at = || {
+        config
+            .file
+            .as_ref()
+            .map(|f| format!("{}: ", f.display()))
+            .unwrap_or_default()
+    };
+    if let Some(dir) = &p.working_directory {
+        if !dir.is_dir() {
+            return Err(format!(
+                "{}working_directory {} is not a directory",
+                at(),
+                dir.display()
+            ));
+        }
+    }
     let env: Vec<_> = std::env::vars_os()
         .chain(p.env.iter().map(|(k, v)| (k.into(), v.into())))
         .collect();
-    crate::spawn::resolve_program(&p.command[0], &env, p.working_directory.as_deref())
+    crate::spawn::resolve_program(&p.command[0], &env)
         .map(drop)
         .map_err(|e| {
             let at = config
@@ -551,10 +569,18 @@ pub fn check_program(config: &Config) -> Result<(), String> {
 /// A sanity bound, far above what one machine runs.
 pub const MAX_WORKERS: usize = 4096;
 
-/// `10s`, `500ms`, `2m`, `1h 30m`.
+/// The longest duration accepted: long enough for any timeout, short
+/// enough that deadlines computed from it never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `10s`, `500ms`, `2m`, `1h 30m`, at most a year.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like \"10s\" or \"500ms\" ({e})"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like \"10s\" or \"500ms\" ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("`{s}` is longer than a year"));
+    }
+    Ok(d)
 }
 
 /// `SIGTERM`, `TERM` or `term`.
@@ -792,9 +818,13 @@ workers = 2
         let c = parse(GOOD).unwrap();
         assert_eq!(c.sockets.len(), 2);
         assert_eq!(c.sockets[0].backlog, Some(512));
-        assert_eq!(c.sockets[1].listen, ListenAddr::Unix("admin.sock".into()));
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            c.sockets[1].listen,
+            ListenAddr::Unix(here.join("admin.sock"))
+        );
         assert_eq!(c.sockets[1].mode, Some(0o600));
-        assert_eq!(c.program.command[0], "./server");
+        assert_eq!(Path::new(&c.program.command[0]), here.join("./server"));
         assert_eq!(c.program.stop_signal, Signal::SIGQUIT);
         assert_eq!(c.program.ready_timeout, Duration::from_secs(5));
         assert_eq!(c.program.drain_timeout, Duration::from_millis(500));

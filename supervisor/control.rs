@@ -24,6 +24,12 @@ pub struct ControlBindError {
     pub source: io::Error,
 }
 
+/// At most this many clients at once; more get a `busy` answer.
+const MAX_CONNECTIONS: usize = 64;
+
+/// A connection that sends no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A request from a client and where its answer goes.
 #[derive(Debug)]
 pub struct ControlCall {
@@ -84,11 +90,21 @@ impl ControlServer {
         // Each connection holds a clone of `alive`; when all are dropped,
         // `done` yields None.
         let (alive, mut done) = mpsc::channel::<()>(1);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let for_connection = shutdown.clone();
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((mut stream, _)) => {
+                        // A bounded number of clients, so idle ones cannot
+                        // use up the supervisor's fds.
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            tokio::spawn(async move {
+                                let reply = error(ErrorKind::Busy, format!("more than {MAX_CONNECTIONS} control connections are open; try again"));
+                                let _ = stream.write_all(&protocol::encode(&reply)).await;
+                            });
+                            continue;
+                        };
                         let calls = calls.clone();
                         let alive = alive.clone();
                         let shutdown = for_connection;
@@ -96,7 +112,7 @@ impl ControlServer {
                             if let Err(e) = connection(stream, calls, shutdown).await {
                                 tracing::debug!("control connection: {e}");
                             }
-                            drop(alive);
+                            drop((alive, slot));
                         });
                     }
                     Err(e) => {
@@ -127,6 +143,8 @@ async fn connection(
         let n = tokio::select! {
             n = limited.read_until(b'\n', &mut line) => n?,
             _ = stopped(&mut shutdown) => return Ok(()),
+            // A client that says nothing gives its place to another.
+            _ = tokio::time::sleep(IDLE_TIMEOUT) => return Ok(()),
         };
         if n == 0 {
             return Ok(());
@@ -162,10 +180,11 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 fn bad_request(message: String) -> Response {
-    Response::Error {
-        kind: ErrorKind::BadRequest,
-        message,
-    }
+    error(ErrorKind::BadRequest, message)
+}
+
+fn error(kind: ErrorKind, message: String) -> Response {
+    Response::Error { kind, message }
 }
 
 fn gone() -> Response {

@@ -254,7 +254,9 @@ impl Supervisor {
         {
             self.slots.pop();
         }
-        let message = if rollout.replaced > 0 {
+        let message = if kind == ErrorKind::ShuttingDown {
+            reason
+        } else if rollout.replaced > 0 {
             format!(
                 "{reason}; {} of {} workers had been replaced by generation {}, the other {} keep their old workers",
                 rollout.replaced,

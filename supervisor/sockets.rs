@@ -172,7 +172,7 @@ pub struct BoundSocket {
     /// The address actually bound (the real port when 0 was asked for).
     pub local: String,
     /// A unix socket file this supervisor created, removed on shutdown.
-    created_file: Option<PathBuf>,
+    created_file: Option<CreatedFile>,
     /// The backlog in effect (a reload may change it); 0 for UDP.
     backlog: AtomicU32,
 }
@@ -214,9 +214,13 @@ impl BoundSocket {
         };
         let socket = Socket::new(domain, ty, None).map_err(fail("cannot create socket"))?;
         if !spec.listen.is_unix() {
-            socket
-                .set_reuse_address(true)
-                .map_err(fail("cannot set SO_REUSEADDR"))?;
+            // TCP only: for UDP, SO_REUSEADDR would let any other process
+            // that sets it bind the same port and take its datagrams.
+            if ty == Type::STREAM {
+                socket
+                    .set_reuse_address(true)
+                    .map_err(fail("cannot set SO_REUSEADDR"))?;
+            }
             if spec.reuse_port {
                 socket
                     .set_reuse_port(true)
@@ -225,7 +229,9 @@ impl BoundSocket {
         }
         socket.bind(&addr).map_err(fail("cannot bind"))?;
         let created_file = match &spec.listen {
-            ListenAddr::Unix(p) => Some(p.clone()),
+            ListenAddr::Unix(p) => {
+                Some(CreatedFile::new(p.clone()).map_err(fail("cannot stat the socket file"))?)
+            }
             _ => None,
         };
         // From here on a file we created must be removed if a later step fails.
@@ -236,7 +242,7 @@ impl BoundSocket {
             created_file,
             backlog: AtomicU32::new(0),
         };
-        if let (Some(mode), Some(path)) = (spec.mode, &bound.created_file) {
+        if let (Some(mode), Some(CreatedFile { path, .. })) = (spec.mode, &bound.created_file) {
             // Before listen(), so no client can connect under the old mode.
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                 .map_err(fail("cannot set the socket file's mode"))?;
@@ -289,7 +295,7 @@ impl BoundSocket {
                 self.backlog.store(wanted, Ordering::Relaxed);
             }
         }
-        if let (Some(mode), Some(path)) = (spec.mode, &self.created_file) {
+        if let (Some(mode), Some(CreatedFile { path, .. })) = (spec.mode, &self.created_file) {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
                 format!(
                     "socket `{name}`: cannot change the mode of {}: {e}",
@@ -309,9 +315,8 @@ impl AsFd for BoundSocket {
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
-        if let Some(path) = &self.created_file {
-            // Best effort: the file may already be gone.
-            let _ = std::fs::remove_file(path);
+        if let Some(file) = &self.created_file {
+            file.remove();
         }
         // Only a socket that was fully set up has anything to report.
         if !self.local.is_empty() {
@@ -342,6 +347,37 @@ pub fn somaxconn() -> u32 {
 
 /// A unix socket file left behind by a dead process is replaced; one that
 /// something still listens on, or a file that is not a socket, is not.
+/// A unix socket file this supervisor created, known by its inode, so that
+/// a file someone else put at the same path later is never removed.
+#[derive(Debug)]
+struct CreatedFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl CreatedFile {
+    fn new(path: PathBuf) -> io::Result<CreatedFile> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(&path)?;
+        Ok(CreatedFile {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Removes the file if it is still ours. Best effort: it may be gone.
+    fn remove(&self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
 fn remove_stale_unix_socket(path: &Path) -> io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
@@ -354,8 +390,15 @@ fn remove_stale_unix_socket(path: &Path) -> io::Result<()> {
             "the path exists and is not a socket",
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
+    // A non-blocking connect: one to a listener whose backlog is full
+    // would otherwise wait; EAGAIN means someone listens, too.
+    let probe = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+    match probe.connect(&SockAddr::unix(path)?) {
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on it",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             "another process is listening on it",
         )),
@@ -446,5 +489,44 @@ mod tests {
         );
         drop(first);
         assert!(!path.exists(), "the file we created is removed on drop");
+    }
+
+    #[test]
+    fn a_udp_socket_cannot_be_taken_over() {
+        let spec = SocketSpec {
+            name: "dns".into(),
+            listen: "udp://127.0.0.1:0".parse().unwrap(),
+            backlog: None,
+            reuse_port: false,
+            mode: None,
+        };
+        let bound = BoundSocket::bind(&spec).unwrap();
+        let addr: SocketAddr = bound.local.parse().unwrap();
+        let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        intruder.set_reuse_address(true).unwrap();
+        assert!(
+            intruder.bind(&addr.into()).is_err(),
+            "another process must not share the port"
+        );
+        assert_eq!(bound.backlog(), None);
+    }
+
+    #[test]
+    fn a_file_that_replaced_ours_is_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let spec = SocketSpec {
+            name: "u".into(),
+            listen: ListenAddr::Unix(path.clone()),
+            backlog: None,
+            reuse_port: false,
+            mode: None,
+        };
+        let ours = BoundSocket::bind(&spec).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(ours);
+        assert!(path.exists(), "someone else's socket file stays");
+        drop(theirs);
     }
 }

@@ -91,7 +91,7 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<Child, SpawnError
     set(&mut env, "HANDOFF_GENERATION", ctx.generation.to_string());
     set(&mut env, "HANDOFF_WORKER", ctx.slot.to_string());
 
-    let program = resolve_program(&args[0], &env, spec.working_directory.as_deref())?;
+    let program = resolve_program(&args[0], &env)?;
     let image = ExecImage::new(&program, &args, &env);
 
     let mut mappings = Vec::with_capacity(ctx.sockets.len());
@@ -144,23 +144,19 @@ fn set(env: &mut Vec<(OsString, OsString)>, key: impl AsRef<OsStr>, value: impl 
 
 /// Finds the program as execvp would, but in the parent, so a missing
 /// program is an error the supervisor can report before anything forks.
-/// A name with a `/` is taken as a path (relative to `cwd` if given);
+/// A name with a `/` is taken as a path;
 /// otherwise it is searched in the child's PATH.
-pub fn resolve_program(
-    name: &str,
-    env: &[(OsString, OsString)],
-    cwd: Option<&Path>,
-) -> Result<PathBuf, SpawnError> {
+pub fn resolve_program(name: &str, env: &[(OsString, OsString)]) -> Result<PathBuf, SpawnError> {
     let not_found = |reason: String| SpawnError::NotFound {
         program: name.to_string(),
         reason,
     };
     if name.contains('/') {
-        let path = match cwd {
-            Some(dir) if Path::new(name).is_relative() => dir.join(name),
-            _ => PathBuf::from(name),
-        };
-        let path = std::path::absolute(&path).map_err(|e| not_found(e.to_string()))?;
+        // Relative to the supervisor's directory, not the child's: a config
+        // file's relative command was made absolute against the file's
+        // directory already, and on the command line `./server` means the
+        // one here.
+        let path = std::path::absolute(name).map_err(|e| not_found(e.to_string()))?;
         return check_executable(&path).map(|()| path).map_err(not_found);
     }
     let search = env
@@ -204,7 +200,10 @@ struct ExecImage {
     _argv: Vec<CString>,
     _envp: Vec<CString>,
     /// "LISTEN_PID=" followed by room for the digits and a NUL.
-    listen_pid: Box<[u8]>,
+    _listen_pid: Box<[u8]>,
+    /// Where the child writes its pid: into `listen_pid`, through the same
+    /// pointer the envp array holds.
+    listen_pid_digits: *mut u8,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     /// The supervisor's pid, to check it is still the parent.
@@ -242,16 +241,20 @@ impl ExecImage {
             .collect();
         let mut listen_pid = vec![0u8; LISTEN_PID.len() + PID_DIGITS + 1].into_boxed_slice();
         listen_pid[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+        let base = listen_pid.as_mut_ptr();
+        // SAFETY: LISTEN_PID.len() is within the buffer.
+        let listen_pid_digits = unsafe { base.add(LISTEN_PID.len()) };
         let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
-        envp_ptrs.push(listen_pid.as_ptr().cast());
+        envp_ptrs.push(base.cast_const().cast());
         envp_ptrs.push(std::ptr::null());
         ExecImage {
             path,
             _argv: argv,
             _envp: envp,
-            listen_pid,
+            _listen_pid: listen_pid,
+            listen_pid_digits,
             argv_ptrs,
             envp_ptrs,
             // SAFETY: getpid cannot fail and has no preconditions.
@@ -278,7 +281,11 @@ impl ExecImage {
         }
         // SAFETY: getpid cannot fail and has no preconditions.
         let pid = unsafe { libc::getpid() };
-        write_decimal(&mut self.listen_pid[LISTEN_PID.len()..], pid.unsigned_abs());
+        // SAFETY: the digits area has PID_DIGITS + 1 bytes, owned by
+        // `listen_pid`, and nothing else refers to it while we write.
+        let digits =
+            unsafe { std::slice::from_raw_parts_mut(self.listen_pid_digits, PID_DIGITS + 1) };
+        write_decimal(digits, pid.unsigned_abs());
         // SAFETY: path, argv and envp are NUL-terminated strings in arrays
         // terminated by a null pointer, all owned by `self`.
         unsafe {
@@ -329,22 +336,24 @@ mod tests {
             OsString::from("PATH"),
             OsString::from("/nonexistent:/bin:/usr/bin"),
         )];
-        let sh = resolve_program("sh", &env, None).unwrap();
+        let sh = resolve_program("sh", &env).unwrap();
         assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
-        let err = resolve_program("no-such-program-xyz", &env, None).unwrap_err();
+        let err = resolve_program("no-such-program-xyz", &env).unwrap_err();
         assert!(err.to_string().contains("not in PATH"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain");
         std::fs::write(&plain, "").unwrap();
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = resolve_program(plain.to_str().unwrap(), &env, None).unwrap_err();
+        let err = resolve_program(plain.to_str().unwrap(), &env).unwrap_err();
         assert!(err.to_string().contains("not executable"), "{err}");
-        let err = resolve_program("plain", &env, Some(dir.path())).unwrap_err();
+        let err = resolve_program("plain", &env).unwrap_err();
         assert!(err.to_string().contains("not in PATH"), "{err}");
-        let found = resolve_program("./plain", &env, Some(dir.path())).unwrap_err();
+        // A relative path is the supervisor's, not a working directory's.
+        let err = resolve_program("./no-such-file-xyz", &env).unwrap_err();
+        let here = std::env::current_dir().unwrap().join("no-such-file-xyz");
         assert!(
-            found.to_string().contains("not executable"),
-            "relative to cwd: {found}"
+            err.to_string().contains(&here.display().to_string()),
+            "{err}"
         );
     }
 }

@@ -225,8 +225,16 @@ pub async fn run(
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
     for slot in 0..sup.slots.len() {
-        let worker = sup.launch(first.clone(), slot).map_err(RunError::Start)?;
-        sup.slots[slot].active = Some(worker);
+        match sup.launch(first.clone(), slot) {
+            Ok(worker) => sup.slots[slot].active = Some(worker),
+            Err(e) => {
+                // Those already started go with the supervisor.
+                for mut worker in sup.slots.iter_mut().filter_map(|s| s.active.take()) {
+                    worker.kill("the server could not be started".into());
+                }
+                return Err(RunError::Start(e));
+            }
+        }
     }
 
     while !sup.finished() {
@@ -237,6 +245,14 @@ pub async fn run(
             _ = terminate.recv() => sup.begin_shutdown(None, "SIGTERM"),
             _ = interrupt.recv() => sup.begin_shutdown(None, "SIGINT"),
         }
+    }
+    // Requests still queued get their answer rather than silence.
+    calls.close();
+    while let Ok(call) = calls.try_recv() {
+        let _ = call.reply.send(error(
+            ErrorKind::ShuttingDown,
+            "the supervisor is shutting down",
+        ));
     }
     let waiters = sup.close();
     for w in waiters {
@@ -387,6 +403,16 @@ impl Supervisor {
         tracing::info!("{why}: stopping gracefully");
         self.shutdown = Some(waiter.into_iter().collect());
         if self.rollout.is_some() {
+            // The new workers drain like the others, rather than being
+            // killed as a failed rollout's would be.
+            let incoming: Vec<Worker> = self
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.incoming.take())
+                .collect();
+            for worker in incoming {
+                self.drain(worker);
+            }
             self.fail_rollout(
                 "the supervisor is shutting down".into(),
                 ErrorKind::ShuttingDown,

@@ -132,6 +132,9 @@ impl Worker {
             generation: gen.number,
             slot: req.slot,
         };
+        // The child's own time starts at the fork: exec and the server's
+        // start-up are the child's, whatever supervises it.
+        let forked = Instant::now();
         let mut child = spawn::spawn(&gen.spec, &ctx)?;
         let pid = child.id().expect("a child that was just spawned has a pid");
         let id = req.id;
@@ -182,7 +185,7 @@ impl Worker {
                 );
             }
         }
-        let now = Instant::now();
+        let now = forked;
         Ok(Worker {
             id,
             pid,

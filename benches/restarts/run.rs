@@ -48,21 +48,14 @@ pub fn usage(pid: u32) -> Usage {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces): state is
-    // field 3, utime 14, stime 15.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    // Time on a CPU, in nanoseconds (the first field of schedstat).
+    let cpu_ns: u64 = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
     Usage {
         rss_peak_kib,
-        cpu: Duration::from_secs_f64(ticks as f64 / tick),
+        cpu: Duration::from_nanos(cpu_ns),
     }
 }
 
@@ -135,6 +128,11 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         let _ = handoff::control::call(&self.control, &Request::Stop);
         let _ = self.child.wait();
+        // HANDOFF_BENCH_LOG=DIR keeps each supervisor's log there.
+        if let Some(dir) = std::env::var_os("HANDOFF_BENCH_LOG") {
+            let to = Path::new(&dir).join(format!("handoff-{}.log", self.child.id()));
+            let _ = std::fs::copy(self._dir.path().join("handoff.log"), to);
+        }
     }
 }
 

@@ -102,7 +102,7 @@ pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
             .as_ref()
             .map(|u| {
                 let total = u.cpu.as_secs_f64() * 1000.0;
-                format!("{total:.0} / {:.2}", total / f.restarts.max(1) as f64)
+                format!("{total:.1} / {:.3}", total / f.restarts.max(1) as f64)
             })
             .unwrap_or_else(|| "-".into())
     });
