@@ -115,6 +115,9 @@ pub struct RunArgs {
     /// What SIGHUP does: restart, or reload (re-read --config first).
     #[arg(long, value_enum)]
     pub sighup: Option<SighupAction>,
+    /// Hand the sockets to systemd's fd store, so a crash of handoff loses none.
+    #[arg(long)]
+    pub fdstore: bool,
     /// How a new child proves it is ready.
     #[arg(long, value_enum)]
     pub ready: Option<ReadyKind>,
@@ -206,6 +209,7 @@ impl RunArgs {
         Ok(Overrides {
             control: self.control.clone(),
             sighup: self.sighup,
+            fdstore: self.fdstore.then_some(true),
             sockets,
             program: ProgramSettings {
                 command: (!self.command.is_empty()).then(|| self.command.clone()),

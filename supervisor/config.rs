@@ -30,6 +30,8 @@ pub struct Config {
     pub program: ProgramSpec,
     /// What SIGHUP does.
     pub sighup: SighupAction,
+    /// Hand the sockets to systemd's fd store (FDSTORE=1).
+    pub fdstore: bool,
 }
 
 /// What SIGHUP does: a restart with the config in memory, or a reload that
@@ -190,6 +192,7 @@ pub enum ReadyKind {
 pub struct Overrides {
     pub control: Option<PathBuf>,
     pub sighup: Option<SighupAction>,
+    pub fdstore: Option<bool>,
     pub sockets: Vec<SocketSpec>,
     pub program: ProgramSettings,
 }
@@ -213,6 +216,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigE
 struct FileConfig {
     control: Option<PathBuf>,
     sighup: Option<SighupAction>,
+    fdstore: Option<bool>,
     sockets: Vec<(SocketSpec, Option<Location>)>,
     program: ProgramSettings,
     /// Where each `[program]` key stands, for errors found after merging.
@@ -224,6 +228,7 @@ struct FileConfig {
 struct RawFile {
     control: Option<Spanned<String>>,
     sighup: Option<Spanned<String>>,
+    fdstore: Option<bool>,
     #[serde(default)]
     socket: Vec<Spanned<RawSocket>>,
     program: Option<RawProgram>,
@@ -317,6 +322,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigErrors> {
     let mut errors = Vec::new();
     let mut out = FileConfig {
         control: raw.control.map(|c| base.join(c.into_inner())),
+        fdstore: raw.fdstore,
         ..FileConfig::default()
     };
     if let Some(h) = &raw.sighup {
@@ -775,6 +781,7 @@ fn finish(
         file: file.map(Path::to_path_buf),
         control: overrides.control.or(parsed.control),
         sighup: overrides.sighup.or(parsed.sighup).unwrap_or_default(),
+        fdstore: overrides.fdstore.or(parsed.fdstore).unwrap_or(false),
         sockets: sockets.into_iter().map(|(s, _)| s).collect(),
         program,
     })

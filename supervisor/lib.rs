@@ -29,6 +29,9 @@
 //!   protocol, which `handoff restart/status/stop` speak.
 //! - `config`, `cli`: TOML and flags, validated into typed values with
 //!   file:line errors.
+//! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
+//!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
+//!   fd store).
 //! - `sys`: the raw syscalls no crate wraps.
 
 pub mod children;
@@ -46,6 +49,7 @@ pub mod spawn;
 pub mod status;
 pub mod supervisor;
 pub mod sys;
+pub mod systemd;
 pub mod template;
 pub mod worker;
 

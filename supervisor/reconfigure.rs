@@ -146,6 +146,19 @@ impl Supervisor {
                 }
             }
         }
+
+        for old in self.next_sockets.iter() {
+            if !sockets.iter().any(|s| Arc::ptr_eq(s, old)) {
+                self.manager.unstore(&old.spec.name);
+            }
+        }
+        // After the removals: FDSTOREREMOVE goes by name.
+        for (socket, spec) in sockets.iter().zip(specs) {
+            if !self.next_sockets.iter().any(|s| Arc::ptr_eq(s, socket)) {
+                self.manager
+                    .store(&spec.name, std::os::fd::AsFd::as_fd(&**socket));
+            }
+        }
         crate::sys::raise_fd_limit(sockets.len(), self.next_spec.workers);
         Ok(sockets.into())
     }

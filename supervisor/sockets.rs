@@ -266,6 +266,21 @@ impl BoundSocket {
         Ok(bound)
     }
 
+    /// Takes over a socket someone else bound (a socket activator), already
+    /// checked to fit `spec`. Its file, if it has one, is not ours to remove.
+    pub fn adopt(spec: &SocketSpec, fd: std::os::fd::OwnedFd) -> io::Result<BoundSocket> {
+        let socket = Socket::from(fd);
+        let local = socket.local_addr()?;
+        Ok(BoundSocket {
+            spec: spec.clone(),
+            local: describe_local(&local, &spec.listen),
+            socket,
+            created_file: None,
+            // The activator chose it (Backlog= in a .socket unit).
+            backlog: AtomicU32::new(0),
+        })
+    }
+
     /// The backlog in effect: the configured one or the kernel's maximum.
     pub fn backlog(&self) -> Option<u32> {
         match self.backlog.load(Ordering::Relaxed) {

@@ -24,10 +24,12 @@ use crate::control::{ControlBindError, ControlCall, ControlServer};
 use crate::protocol::{ErrorKind, Request, Response};
 use crate::rollout::Rollout;
 use crate::sockets::{BindError, BoundSocket, SocketSet};
+use crate::systemd::{self, AdoptError, Inherited, ServiceManager};
 use crate::template::FIRST_FD;
 use crate::worker::{
     EventSink, Generation, LaunchError, LaunchRequest, Worker, WorkerEvent, WorkerId,
 };
+use std::os::fd::AsFd;
 
 /// How long answers to control requests get to be written at shutdown.
 const CONTROL_GRACE: Duration = Duration::from_secs(2);
@@ -71,6 +73,8 @@ pub enum RunError {
     Start(#[source] LaunchError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("{0}")]
+    Adopt(#[source] AdoptError),
 }
 
 #[derive(Default)]
@@ -141,6 +145,8 @@ pub struct Supervisor {
     pub(crate) next_token: u64,
     pub(crate) sink: EventSink<Event>,
     pub(crate) started: Instant,
+    /// systemd (or another service manager), if one started us.
+    pub(crate) manager: ServiceManager,
 }
 
 /// Where a worker is.
@@ -167,12 +173,38 @@ pub async fn run(
     // before touching its ports.
     let control = ControlServer::bind(control_path).map_err(RunError::Control)?;
     tracing::info!("control socket {}", control_path.display());
+    let manager = ServiceManager::from_env(config.fdstore);
+    // Sockets a service manager passed to us are adopted, not bound again.
+    let mut inherited = Inherited::from_env().map_err(RunError::Adopt)?;
     let mut sockets = Vec::with_capacity(config.sockets.len());
-    for spec in &config.sockets {
-        let socket = BoundSocket::bind(spec).map_err(RunError::Bind)?;
-        log_socket(&socket, sockets.len());
+    for (i, spec) in config.sockets.iter().enumerate() {
+        let socket = match inherited.take(spec, i).map_err(RunError::Adopt)? {
+            Some(fd) => {
+                let socket = BoundSocket::adopt(spec, fd).map_err(|source| {
+                    RunError::Bind(BindError {
+                        name: spec.name.clone(),
+                        listen: spec.listen.clone(),
+                        what: "cannot adopt the socket passed in LISTEN_FDS",
+                        source,
+                    })
+                })?;
+                tracing::info!(
+                    "socket {} adopted from the service manager: {}",
+                    spec.name,
+                    socket.local
+                );
+                socket
+            }
+            None => {
+                let socket = BoundSocket::bind(spec).map_err(RunError::Bind)?;
+                manager.store(&spec.name, socket.as_fd());
+                socket
+            }
+        };
+        log_socket(&socket, i);
         sockets.push(Arc::new(socket));
     }
+    inherited.finish().map_err(RunError::Adopt)?;
     crate::sys::raise_fd_limit(sockets.len(), config.program.workers);
     let runtime_base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
@@ -222,6 +254,7 @@ pub async fn run(
         next_token: 1,
         sink: (events_tx, Event::Worker),
         started: Instant::now(),
+        manager,
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
     for slot in 0..sup.slots.len() {
@@ -237,6 +270,9 @@ pub async fn run(
         }
     }
 
+    // Pinged from the loop itself: a stuck loop stops the pings, and
+    // systemd restarts the service.
+    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     while !sup.finished() {
         tokio::select! {
             Some(event) = events.recv() => sup.handle(event),
@@ -244,7 +280,9 @@ pub async fn run(
             _ = hangup.recv() => sup.on_sighup(),
             _ = terminate.recv() => sup.begin_shutdown(None, "SIGTERM"),
             _ = interrupt.recv() => sup.begin_shutdown(None, "SIGINT"),
+            _ = tick(&mut watchdog) => sup.manager.watchdog(),
         }
+        sup.report_to_manager();
     }
     // Requests still queued get their answer rather than silence.
     calls.close();
@@ -374,6 +412,7 @@ impl Supervisor {
     }
 
     fn on_sighup(&mut self) {
+        self.manager.reloading();
         match self.source.sighup {
             SighupAction::Restart => {
                 tracing::info!("SIGHUP: restarting");
@@ -401,6 +440,7 @@ impl Supervisor {
             return;
         }
         tracing::info!("{why}: stopping gracefully");
+        self.manager.stopping();
         self.shutdown = Some(waiter.into_iter().collect());
         if self.rollout.is_some() {
             // The new workers drain like the others, rather than being
@@ -453,6 +493,44 @@ impl Supervisor {
         // to the sockets.
         drop(self);
         waiters
+    }
+}
+
+/// Waits for the next tick of an optional interval (forever without one).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Supervisor {
+    /// Tells the service manager where things stand (after every event).
+    fn report_to_manager(&mut self) {
+        if self.is_shutting_down() {
+            return;
+        }
+        let n = self.slots.len();
+        let ready = self
+            .slots
+            .iter()
+            .filter(|s| {
+                s.active
+                    .as_ref()
+                    .is_some_and(|w| matches!(w.state, crate::worker::WorkerState::Ready { .. }))
+            })
+            .count();
+        let mut status = format!(
+            "generation {}: {ready}/{n} workers ready",
+            self.serving.number
+        );
+        if let Some(r) = &self.rollout {
+            status += &format!(", starting generation {}", r.generation.number);
+        }
+        let settled = self.rollout.is_none() && !self.queued_signal && self.queued.is_empty();
+        self.manager.update(status, self.serving_ready, settled);
     }
 }
 
