@@ -141,7 +141,7 @@ impl Supervisor {
                 }
                 None => {
                     let socket = BoundSocket::bind(spec).map_err(|e| e.to_string())?;
-                    log_socket(&socket, i);
+                    log_socket(&socket, i, "listening on");
                     sockets.push(Arc::new(socket));
                 }
             }

@@ -188,6 +188,7 @@ impl Supervisor {
 
     fn finish_rollout(&mut self) {
         let rollout = self.rollout.take().expect("a rollout is in progress");
+        self.last_failure = None;
         let workers = rollout.generation.spec.workers;
         // A reload may have lowered the worker count: drain the extra slots.
         let mut drained = rollout.drained;
@@ -254,6 +255,10 @@ impl Supervisor {
         {
             self.slots.pop();
         }
+        self.last_failure = Some(format!(
+            "generation {} failed: {reason}",
+            rollout.generation.number
+        ));
         let message = if kind == ErrorKind::ShuttingDown {
             reason
         } else if rollout.replaced > 0 {

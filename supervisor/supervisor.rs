@@ -147,6 +147,8 @@ pub struct Supervisor {
     pub(crate) started: Instant,
     /// systemd (or another service manager), if one started us.
     pub(crate) manager: ServiceManager,
+    /// Why the last restart failed, until one succeeds (for STATUS=).
+    pub(crate) last_failure: Option<String>,
 }
 
 /// Where a worker is.
@@ -188,20 +190,16 @@ pub async fn run(
                         source,
                     })
                 })?;
-                tracing::info!(
-                    "socket {} adopted from the service manager: {}",
-                    spec.name,
-                    socket.local
-                );
+                log_socket(&socket, i, "adopted from the service manager:");
                 socket
             }
             None => {
                 let socket = BoundSocket::bind(spec).map_err(RunError::Bind)?;
                 manager.store(&spec.name, socket.as_fd());
+                log_socket(&socket, i, "listening on");
                 socket
             }
         };
-        log_socket(&socket, i);
         sockets.push(Arc::new(socket));
     }
     inherited.finish().map_err(RunError::Adopt)?;
@@ -255,6 +253,7 @@ pub async fn run(
         sink: (events_tx, Event::Worker),
         started: Instant::now(),
         manager,
+        last_failure: None,
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
     for slot in 0..sup.slots.len() {
@@ -304,9 +303,11 @@ pub async fn run(
     Ok(())
 }
 
-pub(crate) fn log_socket(socket: &BoundSocket, index: usize) {
+/// "socket http listening on 127.0.0.1:8080 (fd 3 in children, backlog 4096)";
+/// `how` says whether handoff bound it or adopted it.
+pub(crate) fn log_socket(socket: &BoundSocket, index: usize, how: &str) {
     tracing::info!(
-        "socket {} listening on {} (fd {} in children{})",
+        "socket {} {how} {} (fd {} in children{})",
         socket.spec.name,
         socket.local,
         FIRST_FD + index,
@@ -528,6 +529,8 @@ impl Supervisor {
         );
         if let Some(r) = &self.rollout {
             status += &format!(", starting generation {}", r.generation.number);
+        } else if let Some(failure) = &self.last_failure {
+            status += &format!(" ({failure})");
         }
         let settled = self.rollout.is_none() && !self.queued_signal && self.queued.is_empty();
         self.manager.update(status, self.serving_ready, settled);

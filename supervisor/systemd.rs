@@ -41,6 +41,9 @@ impl Inherited {
     /// Takes the fds meant for this process: LISTEN_PID must be our pid,
     /// or they were meant for someone else and are left alone.
     pub fn from_env() -> Result<Inherited, AdoptError> {
+        if std::env::var("LISTEN_FDS").is_ok_and(|n| n.trim() == "0") {
+            return Ok(Inherited { fds: Vec::new() });
+        }
         let fds =
             sd_notify::listen_fds_with_names(false).map_err(|e| AdoptError::Env(e.to_string()))?;
         let fds = fds

@@ -111,14 +111,20 @@ pub struct Handoff {
 impl Handoff {
     /// `handoff run --control DIR/control.sock ARGS...`
     pub fn start(dir: &Path, args: &[&str]) -> Handoff {
-        let control = dir.join("control.sock");
-        let mut child = Command::new(handoff_bin())
-            .arg("run")
+        let mut cmd = Command::new(handoff_bin());
+        cmd.arg("run")
             .arg("--control")
-            .arg(&control)
+            .arg(dir.join("control.sock"))
             .args(args)
             .env("HANDOFF_LOG", "debug")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        Handoff::spawn(cmd, dir)
+    }
+
+    /// Runs a prepared command whose control socket is DIR/control.sock.
+    pub fn spawn(mut cmd: Command, dir: &Path) -> Handoff {
+        let control = dir.join("control.sock");
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,6 +5,7 @@
 //! (port 0, read back from `status`). Nothing sleeps to synchronise: tests
 //! wait for a log line, a status, or a process exit, each with a deadline.
 
+mod activator;
 mod harness;
 mod load;
 
@@ -14,4 +15,5 @@ mod protocol;
 mod reload;
 mod restart;
 mod supervise;
+mod systemd;
 mod workers;
