@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use command_fds::{CommandFdExt, FdMapping};
-use tokio::process::{Child, Command};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use crate::config::ProgramSpec;
 use crate::sockets::BoundSocket;
@@ -70,7 +71,10 @@ pub struct ChildContext<'a> {
 /// the terminal reaches only the supervisor, which then drains the children
 /// gracefully, and so that SIGKILL after `drain_timeout` reaches the child's
 /// own children too.
-pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<Child, SpawnError> {
+/// Returns the child's pid; its exit is watched with a pidfd
+/// (`sys::wait_exit`), the same way for children this process started and
+/// for those it took over in an upgrade.
+pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> {
     let names: Vec<&str> = ctx.sockets.iter().map(|s| s.spec.name.as_str()).collect();
     let args = spec
         .command
@@ -112,8 +116,7 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<Child, SpawnError
     cmd.args(&args[1..])
         .env_clear()
         .stdin(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(false);
+        .process_group(0);
     if let Some(dir) = &spec.working_directory {
         cmd.current_dir(dir);
     }
@@ -127,10 +130,14 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<Child, SpawnError
     unsafe {
         cmd.pre_exec(move || image.exec());
     }
-    cmd.spawn().map_err(|source| SpawnError::Exec {
-        program: args[0].clone(),
-        source,
-    })
+    // std's Child neither kills nor reaps on drop: the pid stays ours to
+    // wait for.
+    cmd.spawn()
+        .map(|child| child.id())
+        .map_err(|source| SpawnError::Exec {
+            program: args[0].clone(),
+            source,
+        })
 }
 
 fn set(env: &mut Vec<(OsString, OsString)>, key: impl AsRef<OsStr>, value: impl Into<OsString>) {

@@ -97,3 +97,42 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> io::Result<bool> {
         }
     }
 }
+
+/// Waits for child `pid` to exit and reaps it, without polling: a pidfd
+/// becomes readable when the process exits. Works for any child of this
+/// process, including those it inherited across an upgrade's exec.
+pub async fn wait_exit(pid: u32) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let raw_pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, libc::PIDFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).expect("fds fit in an int");
+    // SAFETY: fd was just returned to us by pidfd_open and is owned here.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the
+    // same until the AsyncFd is dropped.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)?;
+    loop {
+        let mut guard = fd.readable().await?;
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into `status`; WNOHANG never blocks.
+        let reaped = unsafe { libc::waitpid(raw_pid, &mut status, libc::WNOHANG) };
+        match reaped {
+            r if r == raw_pid => return Ok(std::process::ExitStatus::from_raw(status)),
+            0 => guard.clear_ready(),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}

@@ -135,8 +135,7 @@ impl Worker {
         // The child's own time starts at the fork: exec and the server's
         // start-up are the child's, whatever supervises it.
         let forked = Instant::now();
-        let mut child = spawn::spawn(&gen.spec, &ctx)?;
-        let pid = child.id().expect("a child that was just spawned has a pid");
+        let pid = spawn::spawn(&gen.spec, &ctx)?;
         let id = req.id;
         let report = {
             let (tx, wrap) = sink.clone();
@@ -149,7 +148,7 @@ impl Worker {
         // Never aborted: it reaps the child.
         tokio::spawn({
             let report = report.clone();
-            async move { report(WorkerEvent::Exited(child.wait().await)) }
+            async move { report(WorkerEvent::Exited(crate::sys::wait_exit(pid).await)) }
         });
         let notify_task = tokio::spawn({
             let report = report.clone();
