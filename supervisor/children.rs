@@ -33,8 +33,9 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, place: Place, status: std::io::Result<std::process::ExitStatus>) {
+    fn on_exit(&mut self, place: Place, exited: std::io::Result<()>) {
         let worker = self.take(place);
+        let status = exited.and_then(|()| crate::sys::reap(worker.pid));
         let how = match &status {
             Ok(s) => describe_exit(s),
             Err(e) => format!("could not be waited for ({e})"),

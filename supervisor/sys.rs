@@ -98,11 +98,12 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> io::Result<bool> {
     }
 }
 
-/// Waits for child `pid` to exit and reaps it, without polling: a pidfd
-/// becomes readable when the process exits. Works for any child of this
-/// process, including those it inherited across an upgrade's exec.
-pub async fn wait_exit(pid: u32) -> io::Result<std::process::ExitStatus> {
-    use std::os::unix::process::ExitStatusExt;
+/// Waits for child `pid` to exit, without polling (a pidfd becomes
+/// readable when the process exits), and without reaping it: until
+/// [`reap`] is called, the pid cannot be reused, so signalling it is never
+/// signalling a stranger. Works for any child of this process, including
+/// those it took over across an upgrade's exec.
+pub async fn exited(pid: u32) -> io::Result<()> {
     let raw_pid =
         libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -119,20 +120,26 @@ pub async fn wait_exit(pid: u32) -> io::Result<std::process::ExitStatus> {
         tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
     }
     .map_err(|e| e.into_parts().1)?;
+    // A pidfd stays readable once the process has exited.
+    fd.readable().await?.retain_ready();
+    Ok(())
+}
+
+/// Reaps child `pid`, which [`exited`] said has exited.
+pub fn reap(pid: u32) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let raw_pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     loop {
-        let mut guard = fd.readable().await?;
         let mut status = 0;
-        // SAFETY: waitpid writes the status into `status`; WNOHANG never blocks.
-        let reaped = unsafe { libc::waitpid(raw_pid, &mut status, libc::WNOHANG) };
-        match reaped {
-            r if r == raw_pid => return Ok(std::process::ExitStatus::from_raw(status)),
-            0 => guard.clear_ready(),
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
+        // SAFETY: waitpid writes the status into `status`.
+        let reaped = unsafe { libc::waitpid(raw_pid, &mut status, 0) };
+        if reaped == raw_pid {
+            return Ok(std::process::ExitStatus::from_raw(status));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }

@@ -3,7 +3,6 @@
 //! deadlines. Each task only reports to the supervisor's event loop; the
 //! loop alone decides what happens (see `supervisor.rs`).
 
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -48,7 +47,8 @@ impl WorkerState {
 /// What a worker's tasks report.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    Exited(std::io::Result<ExitStatus>),
+    /// The process exited; it is reaped when the event is handled.
+    Exited(std::io::Result<()>),
     Notice(Notice),
     /// The exec probe succeeded, or the delay passed.
     Ready,
@@ -148,7 +148,7 @@ impl Worker {
         // Never aborted: it reaps the child.
         tokio::spawn({
             let report = report.clone();
-            async move { report(WorkerEvent::Exited(crate::sys::wait_exit(pid).await)) }
+            async move { report(WorkerEvent::Exited(crate::sys::exited(pid).await)) }
         });
         let notify_task = tokio::spawn({
             let report = report.clone();
@@ -250,8 +250,8 @@ impl Worker {
     /// SIGKILL to the worker's process group.
     pub fn kill(&mut self, reason: String) {
         self.cancel_timers();
-        // The pid is ours until the exit event has been handled (the worker
-        // is dropped only then), so it cannot have been reused.
+        // The pid is ours until the exit event has been handled: the child
+        // is reaped only then, so the pid cannot have been reused.
         if let Err(e) = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL) {
             tracing::debug!("{self}: cannot kill: {e}");
         }
