@@ -108,6 +108,11 @@ impl Supervisor {
         delay
     }
 
+    /// A respawn that was pending when an upgrade took over.
+    pub(crate) fn respawn_soon(&mut self, slot: usize, generation: Arc<Generation>) {
+        self.schedule_respawn(slot, generation, false);
+    }
+
     pub(crate) fn on_respawn_due(&mut self, slot: usize, token: u64) {
         let stopping = self.is_shutting_down();
         let Some(s) = self.slots.get_mut(slot) else {

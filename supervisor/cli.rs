@@ -62,6 +62,17 @@ pub enum Command {
     },
     /// Stop gracefully: drain every worker, close the sockets, exit.
     Stop(Target),
+    /// Replace the running supervisor with the handoff binary now on disk,
+    /// keeping its sockets and children; exit 1 if the new one refused.
+    Upgrade(Target),
+    /// (internal) The new binary's side of an upgrade.
+    #[command(name = "__resume", hide = true)]
+    Resume {
+        /// Only check that the state can be taken over.
+        #[arg(long)]
+        check: bool,
+        state: PathBuf,
+    },
     /// Validate a config file and exit: 0 if valid, 3 with every error if not.
     Check {
         #[arg(long)]

@@ -51,7 +51,7 @@ fn refused(response: Response) -> Exit {
         Response::Error { kind, message } => {
             eprintln!("handoff: {message}");
             match kind {
-                ErrorKind::RestartFailed => Exit::RestartFailed,
+                ErrorKind::RestartFailed | ErrorKind::UpgradeFailed => Exit::RestartFailed,
                 ErrorKind::ConfigInvalid => Exit::Config,
                 ErrorKind::ShuttingDown | ErrorKind::BadRequest | ErrorKind::Busy => Exit::Refused,
             }
@@ -79,6 +79,24 @@ fn restarted(answer: Result<Response, Exit>) -> Exit {
                 Some(ms) => println!("; old workers gone after {ms} ms"),
                 None => println!(),
             }
+            Exit::Ok
+        }
+        Ok(other) => refused(other),
+        Err(exit) => exit,
+    }
+}
+
+pub fn upgrade(target: &Target) -> Exit {
+    match ask(target, Request::Upgrade) {
+        Ok(Response::Upgraded {
+            version,
+            from_version,
+            pid,
+            upgrades,
+        }) => {
+            println!(
+                "upgraded from handoff {from_version} to {version} (pid {pid}, upgrade {upgrades})"
+            );
             Exit::Ok
         }
         Ok(other) => refused(other),

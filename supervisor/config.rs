@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::sockets::{self, ListenAddr, SocketSpec};
@@ -36,7 +36,7 @@ pub struct Config {
 
 /// What SIGHUP does: a restart with the config in memory, or a reload that
 /// re-reads the config file first (like `handoff reload`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 pub enum SighupAction {
     #[default]
     Restart,
@@ -44,7 +44,7 @@ pub enum SighupAction {
 }
 
 /// How a restart replaces the workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Strategy {
     /// Start all new workers, wait for all, then drain all old ones: the new
     /// version is proven whole before any old worker stops, and a failure
@@ -57,20 +57,23 @@ pub enum Strategy {
 }
 
 /// The `strategy` key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum StrategyKind {
     AllAtOnce,
     Rolling,
 }
 
 /// How to run the server and when to consider it ready.
-#[derive(Debug, Clone, PartialEq)]
+// Serialize: an upgrade hands the running generations' specs to the new
+// binary (`upgrade.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgramSpec {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub working_directory: Option<PathBuf>,
     pub ready: Readiness,
     pub ready_timeout: Duration,
+    #[serde(with = "signal_name")]
     pub stop_signal: Signal,
     pub drain_timeout: Duration,
     pub respawn_backoff: Duration,
@@ -81,7 +84,7 @@ pub struct ProgramSpec {
 
 /// How a new child proves it serves. A TCP probe cannot: the supervisor owns
 /// the socket, so a connect succeeds whoever accepts (DESIGN.md).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Readiness {
     /// The child sends READY=1 on NOTIFY_SOCKET.
     Notify,
@@ -159,7 +162,7 @@ impl ConfigErrors {
 /// Program settings as either source gives them: every field optional, every
 /// value already typed. The file's and the flags' are merged (flags win),
 /// then defaults fill the gaps.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProgramSettings {
     pub command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
@@ -169,6 +172,7 @@ pub struct ProgramSettings {
     pub ready_delay: Option<Duration>,
     pub ready_interval: Option<Duration>,
     pub ready_timeout: Option<Duration>,
+    #[serde(with = "signal_name::option")]
     pub stop_signal: Option<Signal>,
     pub drain_timeout: Option<Duration>,
     pub respawn_backoff: Option<Duration>,
@@ -179,7 +183,7 @@ pub struct ProgramSettings {
 }
 
 /// The `ready` key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum ReadyKind {
     Notify,
     Exec,
@@ -188,7 +192,7 @@ pub enum ReadyKind {
 
 /// Settings that do not come from `[program]`: the flags' share of the
 /// config (`--control`, `--listen`, ...).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overrides {
     pub control: Option<PathBuf>,
     pub sighup: Option<SighupAction>,
@@ -570,6 +574,43 @@ pub fn check_program(config: &Config) -> Result<(), String> {
                 .unwrap_or_default();
             format!("{at}program: {e}")
         })
+}
+
+/// Signals by name ("SIGTERM") in serialized specs.
+mod signal_name {
+    use nix::sys::signal::Signal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(signal: &Signal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(signal.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Signal, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse()
+            .map_err(|_| serde::de::Error::custom(format!("unknown signal {name}")))
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(signal: &Option<Signal>, s: S) -> Result<S::Ok, S::Error> {
+            match signal {
+                Some(sig) => s.serialize_some(sig.as_str()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signal>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(name) => name
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| serde::de::Error::custom(format!("unknown signal {name}"))),
+                None => Ok(None),
+            }
+        }
+    }
 }
 
 /// A sanity bound, far above what one machine runs.

@@ -35,6 +35,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ControlCall {
     pub request: Request,
     pub reply: oneshot::Sender<Response>,
+    /// For `upgrade`: the client's connection, which the new supervisor
+    /// answers on after the exec.
+    pub stream: Option<std::os::fd::OwnedFd>,
 }
 
 /// The listening control socket. Its file is removed when it is dropped.
@@ -76,6 +79,29 @@ impl ControlServer {
         );
         std_listener.set_nonblocking(true).map_err(io_error)?;
         let listener = UnixListener::from_std(std_listener).map_err(io_error)?;
+        Ok(ControlServer { socket, listener })
+    }
+
+    /// The listening socket's fd (for an upgrade to hand on).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket.as_fd())
+    }
+
+    /// What an upgrade hands on: the socket and its file.
+    pub fn snapshot(&self) -> crate::sockets::SocketSnapshot {
+        self.socket.snapshot()
+    }
+
+    /// Takes over the control socket an upgrading supervisor handed on.
+    pub fn restore(
+        snapshot: crate::sockets::SocketSnapshot,
+        fd: std::os::fd::OwnedFd,
+    ) -> io::Result<ControlServer> {
+        let socket = BoundSocket::restore(snapshot, fd);
+        let std_listener =
+            std::os::unix::net::UnixListener::from(socket.as_fd().try_clone_to_owned()?);
+        std_listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(std_listener)?;
         Ok(ControlServer { socket, listener })
     }
 
@@ -162,7 +188,15 @@ async fn connection(
             Err(message) => bad_request(message),
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
-                let call = ControlCall { request, reply: tx };
+                let stream = match request {
+                    Request::Upgrade => Some(write.as_ref().as_fd().try_clone_to_owned()?),
+                    _ => None,
+                };
+                let call = ControlCall {
+                    request,
+                    reply: tx,
+                    stream,
+                };
                 match calls.send(call) {
                     Ok(()) => rx.await.unwrap_or_else(|_| gone()),
                     Err(_) => gone(),

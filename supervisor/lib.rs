@@ -32,6 +32,8 @@
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).
+//! - `upgrade`: replacing the supervisor with a new binary in place
+//!   (snapshot, check, exec with the fds kept, resume).
 //! - `sys`: the raw syscalls no crate wraps.
 
 pub mod children;
@@ -51,6 +53,7 @@ pub mod supervisor;
 pub mod sys;
 pub mod systemd;
 pub mod template;
+pub mod upgrade;
 pub mod worker;
 
 use std::os::unix::process::ExitStatusExt;

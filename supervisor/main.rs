@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Command::Status { target, json } => client::status(&target, json),
         Command::Stop(target) => client::stop(&target),
         Command::Check { config } => check(&config),
+        Command::Upgrade(target) => client::upgrade(&target),
+        Command::Resume { check, state } => resume(check, &state),
     };
     exit.into()
 }
@@ -65,6 +67,39 @@ fn check(file: &std::path::Path) -> Exit {
             Exit::Ok
         }
         Err(exit) => exit,
+    }
+}
+
+/// The new binary's side of an upgrade: check the state, or take over.
+fn resume(check: bool, state: &std::path::Path) -> Exit {
+    if check {
+        return match handoff::upgrade::check_snapshot(state) {
+            Ok(said) => {
+                println!("{said}");
+                Exit::Ok
+            }
+            Err(e) => {
+                eprintln!("handoff: {e}");
+                Exit::Setup
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("handoff: cannot start the async runtime: {e}");
+            return Exit::Setup;
+        }
+    };
+    match runtime.block_on(handoff::upgrade::resume(state)) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("handoff: {e}");
+            Exit::Setup
+        }
     }
 }
 

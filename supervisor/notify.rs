@@ -57,11 +57,27 @@ impl NotifySocket {
         &self.path
     }
 
+    /// Takes over a bound notify socket (after an upgrade's exec).
+    pub fn from_fd(path: PathBuf, fd: std::os::fd::OwnedFd) -> io::Result<NotifySocket> {
+        let std_socket = std::os::unix::net::UnixDatagram::from(fd);
+        std_socket.set_nonblocking(true)?;
+        Ok(NotifySocket {
+            path,
+            socket: UnixDatagram::from_std(std_socket)?,
+        })
+    }
+
     /// Waits for the next datagram and parses it.
     pub async fn recv(&self) -> io::Result<Vec<Notice>> {
         let mut buf = [0u8; MAX_DATAGRAM];
         let n = self.socket.recv(&mut buf).await?;
         Ok(parse(&buf[..n]))
+    }
+}
+
+impl std::os::fd::AsRawFd for NotifySocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
     }
 }
 

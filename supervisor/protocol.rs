@@ -41,6 +41,9 @@ pub enum Request {
     /// Change the number of workers now: new slots start the serving
     /// generation, removed slots drain.
     Scale { workers: usize },
+    /// Replace the supervisor with the handoff binary now on disk, keeping
+    /// the sockets and the children; answered by the new one.
+    Upgrade,
     /// Graceful shutdown; the answer comes once every child is gone.
     Stop,
 }
@@ -52,6 +55,13 @@ pub enum Response {
     Restarted(RestartReport),
     Scaled {
         workers: usize,
+    },
+    /// Sent by the new supervisor, same pid, once it has taken over.
+    Upgraded {
+        version: String,
+        from_version: String,
+        pid: u32,
+        upgrades: u32,
     },
     /// The supervisor (this pid) has stopped every child and closed its
     /// sockets; it exits right after this answer.
@@ -77,6 +87,9 @@ pub enum ErrorKind {
     ConfigInvalid,
     /// The request cannot be carried out now (e.g. `scale` during a restart).
     Busy,
+    /// `upgrade`: the new binary failed its check or could not be
+    /// executed; the running supervisor stays in charge.
+    UpgradeFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +124,8 @@ pub struct Status {
     /// The generation a restart in progress is starting, if any.
     pub restarting: Option<u64>,
     pub shutting_down: bool,
+    /// How often this supervisor was upgraded in place (same pid).
+    pub upgrades: u32,
     pub sockets: Vec<SocketStatus>,
     pub workers: Vec<WorkerStatus>,
 }

@@ -166,11 +166,11 @@ impl Supervisor {
             }
         }
         tracing::info!(
-            "generation {number} {} ready in {} ms; draining {}",
+            "generation {number}{} ready in {} ms; draining {}",
             if done && batch.len() == self.slots.len() {
                 String::new()
             } else {
-                format!("workers {}", slot_list(&batch))
+                format!(" workers {}", slot_list(&batch))
             },
             took.as_millis(),
             if old.is_empty() {

@@ -20,7 +20,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 /// Where a socket listens, parsed from `tcp://HOST:PORT`, `udp://HOST:PORT`
 /// or `unix:///path` (`unix://relative/path`, `unix://@abstract`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ListenAddr {
     Tcp(SocketAddr),
     Udp(SocketAddr),
@@ -119,7 +119,7 @@ impl fmt::Display for ListenAddr {
 }
 
 /// One `[[socket]]` of the configuration, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SocketSpec {
     /// The name children see in LISTEN_FDNAMES.
     pub name: String,
@@ -266,6 +266,27 @@ impl BoundSocket {
         Ok(bound)
     }
 
+    pub fn snapshot(&self) -> SocketSnapshot {
+        SocketSnapshot {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+            spec: self.spec.clone(),
+            local: self.local.clone(),
+            created_file: self.created_file.clone(),
+            backlog: self.backlog.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes over a socket an upgrading supervisor handed on.
+    pub fn restore(snapshot: SocketSnapshot, fd: std::os::fd::OwnedFd) -> BoundSocket {
+        BoundSocket {
+            spec: snapshot.spec,
+            socket: Socket::from(fd),
+            local: snapshot.local,
+            created_file: snapshot.created_file,
+            backlog: AtomicU32::new(snapshot.backlog),
+        }
+    }
+
     /// Takes over a socket someone else bound (a socket activator), already
     /// checked to fit `spec`. Its file, if it has one, is not ours to remove.
     pub fn adopt(spec: &SocketSpec, fd: std::os::fd::OwnedFd) -> io::Result<BoundSocket> {
@@ -362,11 +383,22 @@ pub fn somaxconn() -> u32 {
 
 /// A unix socket file left behind by a dead process is replaced; one that
 /// something still listens on, or a file that is not a socket, is not.
+/// A socket as an upgrade hands it to the new binary (its fd travels
+/// separately, inherited across the exec).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SocketSnapshot {
+    pub fd: i32,
+    pub spec: SocketSpec,
+    pub local: String,
+    pub created_file: Option<CreatedFile>,
+    pub backlog: u32,
+}
+
 /// A unix socket file this supervisor created, known by its inode, so that
 /// a file someone else put at the same path later is never removed.
-#[derive(Debug)]
-struct CreatedFile {
-    path: PathBuf,
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CreatedFile {
+    pub path: PathBuf,
     dev: u64,
     ino: u64,
 }

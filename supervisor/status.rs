@@ -53,6 +53,7 @@ impl Supervisor {
             },
             restarting: self.rollout.as_ref().map(|r| r.generation.number),
             shutting_down: self.is_shutting_down(),
+            upgrades: self.upgrades,
             sockets: self
                 .next_sockets
                 .iter()

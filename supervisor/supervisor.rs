@@ -75,6 +75,8 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error("{0}")]
     Adopt(#[source] AdoptError),
+    #[error("cannot take over after an upgrade: {0}")]
+    Resume(String),
 }
 
 #[derive(Default)]
@@ -115,6 +117,7 @@ pub(crate) struct Source {
     pub file: Option<PathBuf>,
     pub overrides: Overrides,
     pub sighup: SighupAction,
+    pub fdstore: bool,
 }
 
 pub struct Supervisor {
@@ -140,8 +143,10 @@ pub struct Supervisor {
     pub(crate) shutdown: Option<Vec<Waiter>>,
     pub(crate) source: Source,
     pub(crate) control_path: PathBuf,
-    runtime_dir: tempfile::TempDir,
-    next_worker: WorkerId,
+    /// The control socket (the control task owns it), for an upgrade.
+    pub(crate) control_snapshot: crate::sockets::SocketSnapshot,
+    pub(crate) runtime_dir: RuntimeDir,
+    pub(crate) next_worker: WorkerId,
     pub(crate) next_token: u64,
     pub(crate) sink: EventSink<Event>,
     pub(crate) started: Instant,
@@ -149,6 +154,11 @@ pub struct Supervisor {
     pub(crate) manager: ServiceManager,
     /// Why the last restart failed, until one succeeds (for STATUS=).
     pub(crate) last_failure: Option<String>,
+    /// The handoff binary, as it was when this one started: `upgrade`
+    /// executes what is at that path now.
+    pub(crate) binary: PathBuf,
+    /// How often this supervisor was upgraded in place.
+    pub(crate) upgrades: u32,
 }
 
 /// Where a worker is.
@@ -159,6 +169,74 @@ pub(crate) enum Place {
     Draining(usize),
 }
 
+/// The signals the supervisor acts on, registered before anything else so
+/// that none is lost.
+pub(crate) struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    user2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn install() -> Result<Signals, RunError> {
+        let on = |kind| signal(kind).map_err(RunError::Signals);
+        Ok(Signals {
+            hangup: on(SignalKind::hangup())?,
+            terminate: on(SignalKind::terminate())?,
+            interrupt: on(SignalKind::interrupt())?,
+            user2: on(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+/// The supervisor's private directory (mode 0700): the children's notify
+/// sockets. Removed when the supervisor stops; kept across an upgrade.
+pub(crate) struct RuntimeDir(pub PathBuf);
+
+impl RuntimeDir {
+    fn create() -> Result<RuntimeDir, RunError> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        tempfile::Builder::new()
+            .prefix("handoff-")
+            .tempdir_in(&base)
+            .map(|dir| RuntimeDir(dir.keep()))
+            .map_err(|source| RunError::RuntimeDir { dir: base, source })
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the event loop listens to besides signals.
+pub(crate) struct Inbox {
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub calls: mpsc::UnboundedReceiver<ControlCall>,
+    pub stop_control: watch::Sender<bool>,
+    pub control_task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the control server's task and the channels of the event loop.
+pub(crate) fn inbox(control: ControlServer) -> (Inbox, EventSink<Event>) {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let (calls_tx, calls) = mpsc::unbounded_channel::<ControlCall>();
+    let (stop_control, control_stopped) = watch::channel(false);
+    let control_task = tokio::spawn(control.serve(calls_tx, control_stopped, CONTROL_GRACE));
+    let inbox = Inbox {
+        events,
+        calls,
+        stop_control,
+        control_task,
+    };
+    (inbox, (events_tx, Event::Worker))
+}
+
 /// Binds the sockets, starts the first generation and supervises until a
 /// graceful stop. `overrides` are the flags, kept for reloads.
 pub async fn run(
@@ -166,11 +244,7 @@ pub async fn run(
     overrides: Overrides,
     control_path: &Path,
 ) -> Result<(), RunError> {
-    // Signal handlers first, so no SIGTERM between here and the loop is lost.
-    let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-
+    let signals = Signals::install()?;
     // The control socket first: if another handoff runs there, say so
     // before touching its ports.
     let control = ControlServer::bind(control_path).map_err(RunError::Control)?;
@@ -204,22 +278,9 @@ pub async fn run(
     }
     inherited.finish().map_err(RunError::Adopt)?;
     crate::sys::raise_fd_limit(sockets.len(), config.program.workers);
-    let runtime_base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let runtime_dir = tempfile::Builder::new()
-        .prefix("handoff-")
-        .tempdir_in(&runtime_base)
-        .map_err(|source| RunError::RuntimeDir {
-            dir: runtime_base,
-            source,
-        })?;
-
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (calls_tx, mut calls) = mpsc::unbounded_channel::<ControlCall>();
-    let (stop_control, control_stopped) = watch::channel(false);
-    let control_task = tokio::spawn(control.serve(calls_tx, control_stopped, CONTROL_GRACE));
+    let runtime_dir = RuntimeDir::create()?;
+    let control_snapshot = control.snapshot();
+    let (inbox, sink) = inbox(control);
 
     let spec = Arc::new(config.program);
     let sockets: SocketSet = sockets.into();
@@ -245,15 +306,19 @@ pub async fn run(
             file: config.file,
             overrides,
             sighup: config.sighup,
+            fdstore: config.fdstore,
         },
         control_path: control_path.to_path_buf(),
+        control_snapshot,
         runtime_dir,
         next_worker: 1,
         next_token: 1,
-        sink: (events_tx, Event::Worker),
+        sink,
         started: Instant::now(),
         manager,
         last_failure: None,
+        binary: crate::upgrade::own_binary(),
+        upgrades: 0,
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
     for slot in 0..sup.slots.len() {
@@ -268,24 +333,36 @@ pub async fn run(
             }
         }
     }
+    serve(sup, signals, inbox).await
+}
 
+/// The event loop, until a graceful stop has finished.
+pub(crate) async fn serve(
+    mut sup: Supervisor,
+    mut signals: Signals,
+    mut inbox: Inbox,
+) -> Result<(), RunError> {
     // Pinged from the loop itself: a stuck loop stops the pings, and
     // systemd restarts the service.
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     while !sup.finished() {
         tokio::select! {
-            Some(event) = events.recv() => sup.handle(event),
-            Some(call) = calls.recv() => sup.handle_call(call),
-            _ = hangup.recv() => sup.on_sighup(),
-            _ = terminate.recv() => sup.begin_shutdown(None, "SIGTERM"),
-            _ = interrupt.recv() => sup.begin_shutdown(None, "SIGINT"),
+            Some(event) = inbox.events.recv() => sup.handle(event),
+            Some(call) = inbox.calls.recv() => sup.handle_call(call),
+            _ = signals.hangup.recv() => sup.on_sighup(),
+            _ = signals.terminate.recv() => sup.begin_shutdown(None, "SIGTERM"),
+            _ = signals.interrupt.recv() => sup.begin_shutdown(None, "SIGINT"),
+            _ = signals.user2.recv() => {
+                tracing::info!("SIGUSR2: upgrading handoff");
+                sup.upgrade(None);
+            }
             _ = tick(&mut watchdog) => sup.manager.watchdog(),
         }
         sup.report_to_manager();
     }
     // Requests still queued get their answer rather than silence.
-    calls.close();
-    while let Ok(call) = calls.try_recv() {
+    inbox.calls.close();
+    while let Ok(call) = inbox.calls.try_recv() {
         let _ = call.reply.send(error(
             ErrorKind::ShuttingDown,
             "the supervisor is shutting down",
@@ -297,8 +374,8 @@ pub async fn run(
             pid: std::process::id(),
         });
     }
-    let _ = stop_control.send(true);
-    let _ = control_task.await;
+    let _ = inbox.stop_control.send(true);
+    let _ = inbox.control_task.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -331,7 +408,7 @@ impl Supervisor {
                 id,
                 generation,
                 slot,
-                runtime_dir: self.runtime_dir.path(),
+                runtime_dir: &self.runtime_dir.0,
             },
             &self.sink,
         )?;
@@ -409,6 +486,7 @@ impl Supervisor {
                 let _ = call.reply.send(reply);
             }
             Request::Stop => self.begin_shutdown(Some(call.reply), "stop requested"),
+            Request::Upgrade => self.upgrade(Some((call.reply, call.stream))),
         }
     }
 

@@ -143,3 +143,77 @@ pub fn reap(pid: u32) -> io::Result<std::process::ExitStatus> {
         }
     }
 }
+
+/// Sets FD_CLOEXEC on an fd.
+pub fn set_cloexec(fd: std::os::fd::BorrowedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+}
+
+/// The signals the supervisor handles; blocked across an upgrade's exec.
+fn supervisor_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Unblocks what `exec_keeping` blocked (in the new process, once its
+/// handlers are in place; signals that came meanwhile are delivered now).
+pub fn unblock_signals() {
+    let _ = supervisor_signals().thread_unblock();
+}
+
+/// Replaces this process with `program ARGS`, keeping `fds` open across the
+/// exec and the supervisor's signals blocked (so that none kills it before
+/// the new program has handlers). Returns only on failure, with everything
+/// as it was.
+///
+/// Not std's `CommandExt::exec`: it clears the signal mask before exec.
+pub fn exec_keeping(
+    program: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+    fds: &[i32],
+) -> io::Error {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstring = |s: &std::ffi::OsStr| {
+        CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let path = match cstring(program.as_os_str()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let mut argv = vec![path.clone()];
+    for a in args {
+        match cstring(a) {
+            Ok(a) => argv.push(a),
+            Err(e) => return e,
+        }
+    }
+    for &fd in fds {
+        // SAFETY: F_SETFD only changes the flags of an fd we hold.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    let blocked = supervisor_signals().thread_block();
+    let err = match nix::unistd::execv(&path, &argv) {
+        Err(e) => io::Error::from(e),
+        Ok(never) => match never {},
+    };
+    // Still here: the exec failed. Put things back.
+    if blocked.is_ok() {
+        unblock_signals();
+    }
+    for &fd in fds {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    err
+}

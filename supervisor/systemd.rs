@@ -305,6 +305,15 @@ impl ServiceManager {
         }
     }
 
+    /// Whether READY=1 was sent (carried across an upgrade).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    pub fn set_ready(&mut self, ready: bool) {
+        self.ready = ready;
+    }
+
     pub fn stopping(&mut self) {
         self.send("STOPPING=1\nSTATUS=stopping\n");
     }

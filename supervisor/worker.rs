@@ -81,6 +81,21 @@ pub struct Worker {
     timers: Vec<AbortHandle>,
     /// The notify socket reader; it owns the socket.
     notify_task: AbortHandle,
+    /// The notify socket (owned by `notify_task`), for an upgrade to hand on.
+    pub notify_fd: std::os::fd::RawFd,
+    pub notify_path: std::path::PathBuf,
+}
+
+/// What `Worker::watch` needs to know of a running process.
+pub struct Watch {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub slot: usize,
+    pub generation: Arc<Generation>,
+    pub state: WorkerState,
+    pub started: Instant,
+    pub since: Instant,
+    pub status: Option<String>,
 }
 
 impl std::fmt::Display for Worker {
@@ -136,7 +151,36 @@ impl Worker {
         // start-up are the child's, whatever supervises it.
         let forked = Instant::now();
         let pid = spawn::spawn(&gen.spec, &ctx)?;
-        let id = req.id;
+        Ok(Worker::watch(
+            Watch {
+                id: req.id,
+                pid,
+                slot: req.slot,
+                generation: req.generation,
+                state: WorkerState::Starting,
+                started: forked,
+                since: forked,
+                status: None,
+            },
+            notify,
+            sink,
+        ))
+    }
+
+    /// Watches a running process: its exit, its notify socket, and the
+    /// deadlines of its state (measured from `started` and `since`, which
+    /// may lie in the past when an upgraded supervisor takes it over).
+    pub fn watch<E: Send + 'static>(w: Watch, notify: NotifySocket, sink: &EventSink<E>) -> Worker {
+        let Watch {
+            id,
+            pid,
+            slot,
+            generation,
+            state,
+            started,
+            since,
+            status,
+        } = w;
         let report = {
             let (tx, wrap) = sink.clone();
             move |event: WorkerEvent| {
@@ -144,12 +188,13 @@ impl Worker {
                 let _ = tx.send(wrap(id, event));
             }
         };
-
-        // Never aborted: it reaps the child.
+        // Never aborted: the loop reaps the child when it hears of its exit.
         tokio::spawn({
             let report = report.clone();
             async move { report(WorkerEvent::Exited(crate::sys::exited(pid).await)) }
         });
+        let notify_fd = std::os::fd::AsRawFd::as_raw_fd(&notify);
+        let notify_path = notify.path().to_path_buf();
         let notify_task = tokio::spawn({
             let report = report.clone();
             async move {
@@ -162,42 +207,60 @@ impl Worker {
         })
         .abort_handle();
 
+        let left = |total: Duration, from: Instant| total.saturating_sub(from.elapsed());
         let mut timers = Vec::new();
-        let timeout = gen.spec.ready_timeout;
-        timers.push(after(timeout, report.clone(), WorkerEvent::ReadyTimeout));
-        match &gen.spec.ready {
-            Readiness::Notify => {}
-            Readiness::Delay(delay) => {
-                timers.push(after(*delay, report.clone(), WorkerEvent::Ready))
+        let spec = &generation.spec;
+        match &state {
+            WorkerState::Starting => {
+                timers.push(after(
+                    left(spec.ready_timeout, started),
+                    report.clone(),
+                    WorkerEvent::ReadyTimeout,
+                ));
+                match &spec.ready {
+                    Readiness::Notify => {}
+                    Readiness::Delay(delay) => timers.push(after(
+                        left(*delay, started),
+                        report.clone(),
+                        WorkerEvent::Ready,
+                    )),
+                    Readiness::Exec { command, interval } => {
+                        let probe = probe(
+                            command.clone(),
+                            *interval,
+                            pid,
+                            generation.number,
+                            slot,
+                            report,
+                        );
+                        timers.push(tokio::spawn(probe).abort_handle());
+                    }
+                }
             }
-            Readiness::Exec { command, interval } => {
-                timers.push(
-                    tokio::spawn(probe(
-                        command.clone(),
-                        *interval,
-                        pid,
-                        gen.number,
-                        req.slot,
-                        report,
-                    ))
-                    .abort_handle(),
-                );
+            WorkerState::Draining { deadline } => {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                timers.push(after(wait, report, WorkerEvent::DrainTimeout));
             }
+            WorkerState::Ready { .. } | WorkerState::Killed { .. } => {}
         }
-        let now = forked;
-        Ok(Worker {
+        let since_wall = SystemTime::now()
+            .checked_sub(since.elapsed())
+            .unwrap_or_else(SystemTime::now);
+        Worker {
             id,
             pid,
-            slot: req.slot,
-            generation: req.generation,
-            state: WorkerState::Starting,
-            since: now,
-            since_wall: SystemTime::now(),
-            started: now,
-            status: None,
+            slot,
+            generation,
+            state,
+            since,
+            since_wall,
+            started,
+            status,
             timers,
             notify_task,
-        })
+            notify_fd,
+            notify_path,
+        }
     }
 
     fn set_state(&mut self, state: WorkerState) {

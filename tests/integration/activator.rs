@@ -133,6 +133,23 @@ pub fn activate(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> Handoff {
+    activate_binary(
+        Path::new(crate::harness::handoff_bin()),
+        dir,
+        sockets,
+        env,
+        args,
+    )
+}
+
+/// `activate`, with another handoff binary (a copy an upgrade replaces).
+pub fn activate_binary(
+    binary: &Path,
+    dir: &Path,
+    sockets: Vec<(&str, OwnedFd)>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Handoff {
     let names: Vec<&str> = sockets.iter().map(|(n, _)| *n).collect();
     let mut cmd = std::process::Command::new("/bin/sh");
     // Like systemd: no LISTEN_* at all when there is nothing to pass.
@@ -144,7 +161,7 @@ pub fn activate(
     cmd.arg("-c")
         .arg("LISTEN_PID=$$ exec \"$@\"")
         .arg("sh")
-        .arg(crate::harness::handoff_bin())
+        .arg(binary)
         .arg("run")
         .arg("--control")
         .arg(dir.join("control.sock"))

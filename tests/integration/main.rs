@@ -16,4 +16,5 @@ mod reload;
 mod restart;
 mod supervise;
 mod systemd;
+mod upgrade;
 mod workers;

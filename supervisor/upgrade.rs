@@ -1,0 +1,515 @@
+//! Upgrading handoff itself: `handoff upgrade` or SIGUSR2 replaces the
+//! running supervisor with the binary now on disk, in place.
+//!
+//! The supervisor writes down its whole state (a [`Snapshot`]: sockets,
+//! generations, workers, slots) and asks the new binary to check it
+//! (`handoff __resume --check FILE`, which must start and accept it). Only
+//! then does it clear FD_CLOEXEC on the fds the new one needs (listening
+//! sockets, control socket, the children's notify sockets, the asking
+//! client's connection) and `execve` the new binary with `__resume FILE`.
+//!
+//! Re-executing in place, rather than starting a second supervisor, keeps
+//! the pid: the children stay its children (their exits are still its to
+//! reap, PR_SET_PDEATHSIG does not fire), and systemd sees the same main
+//! process, so the unit stays active with no MAINPID= to send. The kernel
+//! sockets are never closed, so no connection is lost. If the check fails
+//! or the exec does, the old supervisor carries on and says why.
+//!
+//! Signals are blocked across the exec and unblocked by the new process once
+//! its handlers are in place, so a SIGTERM in between is delayed, not fatal.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::config::{Overrides, ProgramSpec, SighupAction};
+use crate::control::ControlServer;
+use crate::notify::NotifySocket;
+use crate::protocol::{self, ErrorKind, Response};
+use crate::sockets::{BoundSocket, SocketSet, SocketSnapshot};
+use crate::supervisor::{self, error, RunError, RuntimeDir, Signals, Slot, Source, Supervisor};
+use crate::systemd::ServiceManager;
+use crate::worker::{Generation, Watch, Worker, WorkerState};
+
+/// Bumped when the snapshot changes incompatibly; a binary refuses a
+/// snapshot of another format in its check, before the old one execs it.
+pub const FORMAT: u32 = 1;
+
+/// How long the new binary's check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The handoff binary this process runs, as a path that will hold the new
+/// version after a deploy replaces the file.
+pub fn own_binary() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    pub from_version: String,
+    pub upgrades: u32,
+    pub binary: PathBuf,
+    pub control_path: PathBuf,
+    pub control: SocketSnapshot,
+    /// The asking client's connection, answered by the new supervisor.
+    pub reply_fd: Option<RawFd>,
+    pub runtime_dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub sighup: SighupAction,
+    pub fdstore: bool,
+    /// Every socket some generation has, by index.
+    pub sockets: Vec<SocketSnapshot>,
+    /// Every generation some worker (or the next restart) runs.
+    pub generations: Vec<GenerationSnapshot>,
+    pub next_spec: ProgramSpec,
+    pub next_sockets: Vec<usize>,
+    pub serving: u64,
+    pub serving_ready: bool,
+    pub last_generation: u64,
+    pub slots: Vec<SlotSnapshot>,
+    pub draining: Vec<WorkerSnapshot>,
+    pub next_worker: u64,
+    pub uptime_ms: u64,
+    pub manager_ready: bool,
+    pub last_failure: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GenerationSnapshot {
+    pub number: u64,
+    pub spec: ProgramSpec,
+    pub sockets: Vec<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SlotSnapshot {
+    pub active: Option<WorkerSnapshot>,
+    /// A respawn was pending, of this generation.
+    pub respawn: Option<u64>,
+    pub restarts: u32,
+    pub backoff: Option<Duration>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    pub id: u64,
+    pub pid: u32,
+    pub slot: usize,
+    pub generation: u64,
+    pub state: StateSnapshot,
+    pub started_ago: Duration,
+    pub since_ago: Duration,
+    pub status: Option<String>,
+    pub notify_fd: RawFd,
+    pub notify_path: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum StateSnapshot {
+    Starting,
+    Ready { ready_in: Duration },
+    Draining { deadline_in: Duration },
+    Killed { reason: String },
+}
+
+impl Supervisor {
+    /// `handoff upgrade` (with the client's reply channel and connection)
+    /// or SIGUSR2. Returns only if the upgrade did not happen.
+    pub(crate) fn upgrade(&mut self, asker: Option<(oneshot::Sender<Response>, Option<OwnedFd>)>) {
+        let refuse =
+            |asker: Option<(oneshot::Sender<Response>, Option<OwnedFd>)>, kind, message: String| {
+                tracing::error!("upgrade: {message}; this supervisor stays in charge");
+                if let Some((reply, _)) = asker {
+                    let _ = reply.send(error(kind, message));
+                }
+            };
+        if self.is_shutting_down() {
+            return refuse(
+                asker,
+                ErrorKind::ShuttingDown,
+                "the supervisor is shutting down".into(),
+            );
+        }
+        if let Some(r) = &self.rollout {
+            let message = format!(
+                "a restart (generation {}) is in progress: upgrade once it is done",
+                r.generation.number
+            );
+            return refuse(asker, ErrorKind::Busy, message);
+        }
+        let reply_fd = asker
+            .as_ref()
+            .and_then(|(_, s)| s.as_ref().map(|s| s.as_raw_fd()));
+        let snapshot = self.snapshot(reply_fd);
+        let state = self.runtime_dir.0.join("upgrade.json");
+        let written = serde_json::to_vec(&snapshot)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(&state, json).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            return refuse(
+                asker,
+                ErrorKind::UpgradeFailed,
+                format!("cannot write {}: {e}", state.display()),
+            );
+        }
+        if let Err(message) = check(&self.binary, &state) {
+            return refuse(asker, ErrorKind::UpgradeFailed, message);
+        }
+        let fds = handed_on(&snapshot);
+        tracing::info!(
+            "upgrade: {} accepted the state; handing over {} fds and {} workers",
+            self.binary.display(),
+            fds.len(),
+            snapshot.slots.iter().filter(|s| s.active.is_some()).count() + snapshot.draining.len()
+        );
+        let err = crate::sys::exec_keeping(
+            &self.binary,
+            &["__resume".as_ref(), state.as_os_str()],
+            &fds,
+        );
+        refuse(
+            asker,
+            ErrorKind::UpgradeFailed,
+            format!("cannot execute {}: {err}", self.binary.display()),
+        );
+    }
+
+    fn snapshot(&self, reply_fd: Option<RawFd>) -> Snapshot {
+        // Every socket and generation still in use, by identity.
+        let mut sockets: Vec<Arc<BoundSocket>> = Vec::new();
+        let mut socket_index =
+            |s: &Arc<BoundSocket>| match sockets.iter().position(|k| Arc::ptr_eq(k, s)) {
+                Some(i) => i,
+                None => {
+                    sockets.push(s.clone());
+                    sockets.len() - 1
+                }
+            };
+        let mut generations: BTreeMap<u64, GenerationSnapshot> = BTreeMap::new();
+        let mut note =
+            |g: &Arc<Generation>, socket_index: &mut dyn FnMut(&Arc<BoundSocket>) -> usize| {
+                generations
+                    .entry(g.number)
+                    .or_insert_with(|| GenerationSnapshot {
+                        number: g.number,
+                        spec: (*g.spec).clone(),
+                        sockets: g.sockets.iter().map(socket_index).collect(),
+                    });
+            };
+        note(&self.serving, &mut socket_index);
+        let worker = |w: &Worker| WorkerSnapshot {
+            id: w.id,
+            pid: w.pid,
+            slot: w.slot,
+            generation: w.generation.number,
+            state: match &w.state {
+                WorkerState::Starting => StateSnapshot::Starting,
+                WorkerState::Ready { ready_in } => StateSnapshot::Ready {
+                    ready_in: *ready_in,
+                },
+                WorkerState::Draining { deadline } => StateSnapshot::Draining {
+                    deadline_in: deadline.saturating_duration_since(Instant::now()),
+                },
+                WorkerState::Killed { reason } => StateSnapshot::Killed {
+                    reason: reason.clone(),
+                },
+            },
+            started_ago: w.started.elapsed(),
+            since_ago: w.since.elapsed(),
+            status: w.status.clone(),
+            notify_fd: w.notify_fd,
+            notify_path: w.notify_path.clone(),
+        };
+        let mut slots = Vec::new();
+        for s in &self.slots {
+            if let Some(w) = &s.active {
+                note(&w.generation, &mut socket_index);
+            }
+            if let Some(r) = &s.respawn {
+                note(&r.generation, &mut socket_index);
+            }
+            slots.push(SlotSnapshot {
+                active: s.active.as_ref().map(worker),
+                respawn: s.respawn.as_ref().map(|r| r.generation.number),
+                restarts: s.restarts,
+                backoff: s.backoff,
+            });
+        }
+        for w in &self.draining {
+            note(&w.generation, &mut socket_index);
+        }
+        let next_sockets = self.next_sockets.iter().map(&mut socket_index).collect();
+        Snapshot {
+            format: FORMAT,
+            from_version: env!("CARGO_PKG_VERSION").to_string(),
+            upgrades: self.upgrades,
+            binary: self.binary.clone(),
+            control_path: self.control_path.clone(),
+            control: self.control_snapshot.clone(),
+            reply_fd,
+            runtime_dir: self.runtime_dir.0.clone(),
+            config_file: self.source.file.clone(),
+            overrides: self.source.overrides.clone(),
+            sighup: self.source.sighup,
+            fdstore: self.source.fdstore,
+            sockets: sockets.iter().map(|s| s.snapshot()).collect(),
+            generations: generations.into_values().collect(),
+            next_spec: (*self.next_spec).clone(),
+            next_sockets,
+            serving: self.serving.number,
+            serving_ready: self.serving_ready,
+            last_generation: self.last_generation,
+            slots,
+            draining: self.draining.iter().map(worker).collect(),
+            next_worker: self.next_worker,
+            uptime_ms: supervisor::ms_u64(self.started.elapsed()),
+            manager_ready: self.manager.is_ready(),
+            last_failure: self.last_failure.clone(),
+        }
+    }
+}
+
+/// Every fd the new supervisor needs.
+fn handed_on(s: &Snapshot) -> Vec<RawFd> {
+    let mut fds: Vec<RawFd> = s.sockets.iter().map(|k| k.fd).collect();
+    fds.push(s.control.fd);
+    fds.extend(s.reply_fd);
+    let workers = s
+        .slots
+        .iter()
+        .filter_map(|s| s.active.as_ref())
+        .chain(&s.draining);
+    fds.extend(workers.map(|w| w.notify_fd));
+    fds
+}
+
+/// Runs `binary __resume --check STATE`: the new binary must start, read
+/// the state and accept it.
+fn check(binary: &Path, state: &Path) -> Result<(), String> {
+    let child = std::process::Command::new(binary)
+        .args(["__resume", "--check"])
+        .arg(state)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run the new binary {}: {e}", binary.display()))?;
+    match crate::sys::wait_for_exit(child.id(), CHECK_TIMEOUT) {
+        Ok(true) => {}
+        _ => {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the new binary {} did not finish its check within {CHECK_TIMEOUT:?}",
+                binary.display()
+            ));
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot read the new binary's check: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.trim();
+    Err(format!(
+        "the new binary {} refused the current state ({}){}",
+        binary.display(),
+        crate::describe_exit(&out.status),
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        }
+    ))
+}
+
+/// `handoff __resume --check STATE`: can this binary take over?
+pub fn check_snapshot(state: &Path) -> Result<String, String> {
+    let snapshot = read(state)?;
+    Ok(format!(
+        "handoff {} can take over from {} ({} sockets, {} generations)",
+        env!("CARGO_PKG_VERSION"),
+        snapshot.from_version,
+        snapshot.sockets.len(),
+        snapshot.generations.len()
+    ))
+}
+
+fn read(state: &Path) -> Result<Snapshot, String> {
+    let text = std::fs::read(state).map_err(|e| format!("cannot read {}: {e}", state.display()))?;
+    let snapshot: Snapshot = serde_json::from_slice(&text)
+        .map_err(|e| format!("cannot understand {}: {e}", state.display()))?;
+    if snapshot.format != FORMAT {
+        return Err(format!(
+            "state format {} is not this binary's ({FORMAT}): upgrade through a version that knows both",
+            snapshot.format
+        ));
+    }
+    Ok(snapshot)
+}
+
+/// Takes ownership of an fd handed on across the exec.
+fn take_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the old supervisor handed this fd to us across the exec and
+    // nothing else in this process has it; the snapshot names each fd once.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    crate::sys::set_cloexec(fd.as_fd());
+    fd
+}
+
+/// `handoff __resume STATE`: the new supervisor takes over and serves.
+pub async fn resume(state: &Path) -> Result<(), RunError> {
+    let signals = Signals::install()?;
+    // The old supervisor blocked signals across the exec; handlers are in
+    // place now, so let any that came meanwhile in.
+    crate::sys::unblock_signals();
+    let snapshot = read(state).map_err(RunError::Resume)?;
+    let _ = std::fs::remove_file(state);
+    let resume_error = |e: std::io::Error| RunError::Resume(e.to_string());
+
+    let control = ControlServer::restore(snapshot.control.clone(), take_fd(snapshot.control.fd))
+        .map_err(resume_error)?;
+    let control_snapshot = control.snapshot();
+    let sockets: Vec<Arc<BoundSocket>> = snapshot
+        .sockets
+        .iter()
+        .map(|k| Arc::new(BoundSocket::restore(k.clone(), take_fd(k.fd))))
+        .collect();
+    let set =
+        |indices: &[usize]| -> SocketSet { indices.iter().map(|&i| sockets[i].clone()).collect() };
+    let generations: BTreeMap<u64, Arc<Generation>> = snapshot
+        .generations
+        .iter()
+        .map(|g| {
+            let generation = Generation {
+                number: g.number,
+                spec: Arc::new(g.spec.clone()),
+                sockets: set(&g.sockets),
+            };
+            (g.number, Arc::new(generation))
+        })
+        .collect();
+    let generation = |n: u64| {
+        generations.get(&n).cloned().ok_or_else(|| {
+            RunError::Resume(format!(
+                "the state names generation {n} but does not describe it"
+            ))
+        })
+    };
+    let (inbox, sink) = supervisor::inbox(control);
+    let mut manager = ServiceManager::from_env(snapshot.fdstore);
+    manager.set_ready(snapshot.manager_ready);
+
+    let now = Instant::now();
+    let mut take_worker = |w: &WorkerSnapshot| -> Result<Worker, RunError> {
+        let notify = NotifySocket::from_fd(w.notify_path.clone(), take_fd(w.notify_fd))
+            .map_err(resume_error)?;
+        let state = match &w.state {
+            StateSnapshot::Starting => WorkerState::Starting,
+            StateSnapshot::Ready { ready_in } => WorkerState::Ready {
+                ready_in: *ready_in,
+            },
+            StateSnapshot::Draining { deadline_in } => WorkerState::Draining {
+                deadline: now + *deadline_in,
+            },
+            StateSnapshot::Killed { reason } => WorkerState::Killed {
+                reason: reason.clone(),
+            },
+        };
+        let watch = Watch {
+            id: w.id,
+            pid: w.pid,
+            slot: w.slot,
+            generation: generation(w.generation)?,
+            state,
+            started: now.checked_sub(w.started_ago).unwrap_or(now),
+            since: now.checked_sub(w.since_ago).unwrap_or(now),
+            status: w.status.clone(),
+        };
+        Ok(Worker::watch(watch, notify, &sink))
+    };
+    let mut slots = Vec::with_capacity(snapshot.slots.len());
+    let mut respawns = Vec::new();
+    for (i, s) in snapshot.slots.iter().enumerate() {
+        let active = s.active.as_ref().map(&mut take_worker).transpose()?;
+        if let Some(g) = s.respawn {
+            respawns.push((i, generation(g)?));
+        }
+        slots.push(Slot {
+            active,
+            incoming: None,
+            respawn: None,
+            restarts: s.restarts,
+            backoff: s.backoff,
+        });
+    }
+    let draining = snapshot
+        .draining
+        .iter()
+        .map(&mut take_worker)
+        .collect::<Result<Vec<_>, _>>()?;
+    let workers = slots.iter().filter(|s| s.active.is_some()).count() + draining.len();
+    let mut sup = Supervisor {
+        next_spec: Arc::new(snapshot.next_spec.clone()),
+        next_sockets: set(&snapshot.next_sockets),
+        serving: generation(snapshot.serving)?,
+        serving_ready: snapshot.serving_ready,
+        last_generation: snapshot.last_generation,
+        slots,
+        draining,
+        rollout: None,
+        queued: Vec::new(),
+        drain_waits: Vec::new(),
+        queued_signal: false,
+        shutdown: None,
+        source: Source {
+            file: snapshot.config_file.clone(),
+            overrides: snapshot.overrides.clone(),
+            sighup: snapshot.sighup,
+            fdstore: snapshot.fdstore,
+        },
+        control_path: snapshot.control_path.clone(),
+        control_snapshot,
+        runtime_dir: RuntimeDir(snapshot.runtime_dir.clone()),
+        next_worker: snapshot.next_worker,
+        next_token: 1,
+        sink,
+        started: now
+            .checked_sub(Duration::from_millis(snapshot.uptime_ms))
+            .unwrap_or(now),
+        manager,
+        last_failure: snapshot.last_failure.clone(),
+        binary: snapshot.binary.clone(),
+        upgrades: snapshot.upgrades + 1,
+    };
+    for (slot, generation) in respawns {
+        sup.respawn_soon(slot, generation);
+    }
+    tracing::info!(
+        "upgraded from handoff {} to {}: took over {} sockets and {workers} workers",
+        snapshot.from_version,
+        env!("CARGO_PKG_VERSION"),
+        snapshot.sockets.len()
+    );
+    if let Some(fd) = snapshot.reply_fd {
+        let answer = Response::Upgraded {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            from_version: snapshot.from_version.clone(),
+            pid: std::process::id(),
+            upgrades: sup.upgrades,
+        };
+        let mut stream = std::os::unix::net::UnixStream::from(take_fd(fd));
+        let _ = std::io::Write::write_all(&mut stream, &protocol::encode(&answer));
+    }
+    supervisor::serve(sup, signals, inbox).await
+}

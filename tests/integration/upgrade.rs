@@ -1,0 +1,140 @@
+//! Upgrading handoff itself, in place, under load.
+
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+use crate::activator::{activate_binary, NotifySocket};
+use crate::harness::{
+    client, example, get, handoff_bin, restart, temp_dir, write_executable, Handoff,
+};
+use crate::load::Load;
+
+/// A copy of the handoff binary that the test can replace, as a deploy
+/// replaces the installed one.
+fn installed_copy(dir: &Path) -> PathBuf {
+    let path = dir.join("handoff");
+    std::fs::copy(handoff_bin(), &path).expect("copy the binary");
+    path
+}
+
+/// Replaces the installed binary (a new file, as a package manager does:
+/// the running one keeps its old inode).
+fn deploy(installed: &Path, from: &Path) {
+    let tmp = installed.with_extension("new");
+    std::fs::copy(from, &tmp).expect("copy");
+    std::fs::rename(&tmp, installed).expect("rename");
+}
+
+fn upgrade(h: &Handoff) -> (i32, String, String) {
+    client(&["upgrade", "--control", h.control.to_str().expect("utf-8")])
+}
+
+fn pids(h: &Handoff) -> Vec<Option<u32>> {
+    let mut pids: Vec<_> = h.status().workers.iter().map(|w| w.pid).collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn an_upgrade_under_load_keeps_every_connection_and_every_child() {
+    let dir = temp_dir();
+    let installed = installed_copy(dir.path());
+    let notify = NotifySocket::bind(dir.path(), false);
+    let hello = example("hello");
+    let mut h = activate_binary(
+        &installed,
+        dir.path(),
+        vec![],
+        &[("NOTIFY_SOCKET", &notify.address)],
+        &[
+            "--workers",
+            "2",
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--",
+            hello.to_str().expect("utf-8"),
+        ],
+    );
+    h.wait_generation(1);
+    notify.wait_for("READY=1", 0);
+    let supervisor = h.status().pid;
+    let children = pids(&h);
+    let load = Load::start(&h.addr("http"), 16);
+    load.wait_for_more(200);
+
+    deploy(&installed, Path::new(handoff_bin()));
+    let (code, out, err) = upgrade(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("upgraded from handoff"), "{out}");
+    h.wait_log("upgraded from handoff");
+    load.wait_for_more(200);
+
+    // SIGUSR2 does the same.
+    h.signal(Signal::SIGUSR2);
+    h.wait_log("upgraded from handoff");
+    load.wait_for_more(200);
+    let tally = load.stop();
+    assert_eq!(tally.failures(), 0, "{:?}", tally.failed);
+
+    let status = h.status();
+    assert_eq!(status.upgrades, 2);
+    assert_eq!(
+        status.pid, supervisor,
+        "the same process: systemd's main pid does not change"
+    );
+    assert_eq!(pids(&h), children, "the same children, not restarted");
+    assert!(
+        !notify.texts().iter().any(|t| t.contains("STOPPING=1")),
+        "the unit stayed up: {:?}",
+        notify.texts()
+    );
+
+    // The new supervisor supervises: it restarts, and it stops cleanly.
+    let (code, out, err) = restart(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    h.wait_log_all(&["generation 1 worker 0", "exited with code 0 after draining"]);
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn an_upgrade_to_a_broken_binary_is_refused_and_the_old_supervisor_stays() {
+    let dir = temp_dir();
+    let installed = installed_copy(dir.path());
+    let hello = example("hello");
+    let mut cmd = std::process::Command::new(&installed);
+    cmd.arg("run")
+        .arg("--control")
+        .arg(dir.path().join("control.sock"))
+        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+        .arg(&hello)
+        .env("HANDOFF_LOG", "debug")
+        .stdin(std::process::Stdio::null());
+    let mut h = Handoff::spawn(cmd, dir.path());
+    h.wait_generation(1);
+    let children = pids(&h);
+
+    write_executable(
+        &installed,
+        "#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n",
+    );
+    let (code, out, err) = upgrade(&h);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refused the current state") && err.contains("this build is broken"),
+        "{err}"
+    );
+
+    let status = h.status();
+    assert_eq!(status.upgrades, 0);
+    assert_eq!(pids(&h), children);
+    assert_eq!(get(&h.addr("http"), "/").expect("still serving").0, 200);
+
+    // A binary that is gone altogether is refused too.
+    std::fs::remove_file(&installed).expect("remove");
+    let (code, _, err) = upgrade(&h);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot run the new binary"), "{err}");
+    assert_eq!(get(&h.addr("http"), "/").expect("still serving").0, 200);
+}
