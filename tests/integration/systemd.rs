@@ -235,3 +235,56 @@ fn the_fd_store_keeps_the_sockets_when_handoff_is_killed() {
     let (code, out, err) = restart(&again);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// One HTTP GET over a unix socket.
+fn get_unix(path: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(crate::harness::DEADLINE))
+        .expect("timeout");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn under_debians_systemd_socket_activate() {
+    const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+    assert!(
+        std::path::Path::new(ACTIVATE).exists(),
+        "{ACTIVATE} is missing: install the test dependencies with scripts/install-test-deps"
+    );
+    let dir = temp_dir();
+    let socket = dir.path().join("app.sock");
+    let hello = example("hello");
+    let mut cmd = std::process::Command::new(ACTIVATE);
+    cmd.arg("-l")
+        .arg(&socket)
+        .arg("--fdname=app")
+        .args(["-E", "HANDOFF_LOG=debug"])
+        .arg(crate::harness::handoff_bin())
+        .arg("run")
+        .arg("--control")
+        .arg(dir.path().join("control.sock"))
+        .arg("--listen")
+        .arg(format!("app=unix://{}", socket.display()))
+        .arg("--")
+        .arg(&hello)
+        .stdin(std::process::Stdio::null());
+    let mut h = crate::harness::Handoff::spawn(cmd, dir.path());
+    // It starts handoff on the first connection; that one waits in the
+    // queue and is answered.
+    h.wait_log("Listening on");
+    let answer = get_unix(&socket);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("generation 1"),
+        "{answer}"
+    );
+    h.wait_log("socket app adopted from the service manager");
+    let (code, out, err) = restart(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit().code(), Some(0));
+}
