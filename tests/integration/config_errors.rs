@@ -117,3 +117,26 @@ fn usage_errors_exit_2_and_an_absent_supervisor_exits_4() {
         assert!(err.contains("cannot reach the supervisor"), "{err}");
     }
 }
+
+#[test]
+fn the_systemd_example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/systemd/example.toml"
+    ))
+    .expect("read");
+    let installed = "\"/usr/local/bin/hello\"";
+    assert!(
+        text.contains(installed),
+        "the systemd example runs the example server"
+    );
+    let text = text.replace(
+        installed,
+        &format!("{:?}", example("hello").display().to_string()),
+    );
+    let dir = temp_dir();
+    let file = dir.path().join("example.toml");
+    std::fs::write(&file, text).expect("write");
+    let (code, out, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -79,6 +79,7 @@ fn status_json_is_stable_for_scripts() {
         "generation",
         "restarting",
         "shutting_down",
+        "upgrades",
         "sockets",
         "workers",
     ] {
