@@ -19,6 +19,8 @@
 //! - `notify`: one datagram socket per child for READY=1 and STATUS=.
 //! - `worker`: one child and the tasks that watch it (exit, notify socket,
 //!   readiness probe, deadlines). They only report events.
+//! - `startup`: signals, control socket, sockets (adopted or bound), the
+//!   first generation; then the loop.
 //! - `supervisor`: the single event loop that owns all state; `children`:
 //!   what happens to a worker (ready, timeouts, exit, respawn with backoff);
 //!   `status`: the status report.
@@ -27,8 +29,8 @@
 //! - `reconfigure`: `scale` and `reload` of a running supervisor.
 //! - `control` and `protocol`: the control socket and its JSON-lines
 //!   protocol, which `handoff restart/status/stop` speak.
-//! - `config`, `cli`: TOML and flags, validated into typed values with
-//!   file:line errors.
+//! - `config` (and `config/file.rs`, the TOML with positions), `cli`: the
+//!   file and the flags, validated into typed values with file:line errors.
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).
@@ -48,6 +50,7 @@ pub mod reconfigure;
 pub mod rollout;
 pub mod sockets;
 pub mod spawn;
+pub mod startup;
 pub mod status;
 pub mod supervisor;
 pub mod sys;

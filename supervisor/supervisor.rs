@@ -12,27 +12,27 @@
 //! worker is in `children.rs`, restarts in `rollout.rs`, scaling and reloads
 //! in `reconfigure.rs`, the status report in `status.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
-use crate::config::{Config, Overrides, ProgramSpec, SighupAction};
-use crate::control::{ControlBindError, ControlCall, ControlServer};
+use crate::config::{Overrides, ProgramSpec, SighupAction};
+use crate::control::{ControlBindError, ControlCall};
 use crate::protocol::{ErrorKind, Request, Response};
 use crate::rollout::Rollout;
 use crate::sockets::{BindError, BoundSocket, SocketSet};
-use crate::systemd::{self, AdoptError, Inherited, ServiceManager};
+pub use crate::startup::run;
+pub(crate) use crate::startup::{Inbox, RuntimeDir, Signals};
+use crate::systemd::{self, AdoptError, ServiceManager};
 use crate::template::FIRST_FD;
 use crate::worker::{
     EventSink, Generation, LaunchError, LaunchRequest, Worker, WorkerEvent, WorkerId,
 };
-use std::os::fd::AsFd;
 
 /// How long answers to control requests get to be written at shutdown.
-const CONTROL_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CONTROL_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub enum Event {
@@ -167,173 +167,6 @@ pub(crate) enum Place {
     Active(usize),
     Incoming(usize),
     Draining(usize),
-}
-
-/// The signals the supervisor acts on, registered before anything else so
-/// that none is lost.
-pub(crate) struct Signals {
-    hangup: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-    user2: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    pub(crate) fn install() -> Result<Signals, RunError> {
-        let on = |kind| signal(kind).map_err(RunError::Signals);
-        Ok(Signals {
-            hangup: on(SignalKind::hangup())?,
-            terminate: on(SignalKind::terminate())?,
-            interrupt: on(SignalKind::interrupt())?,
-            user2: on(SignalKind::user_defined2())?,
-        })
-    }
-}
-
-/// The supervisor's private directory (mode 0700): the children's notify
-/// sockets. Removed when the supervisor stops; kept across an upgrade.
-pub(crate) struct RuntimeDir(pub PathBuf);
-
-impl RuntimeDir {
-    fn create() -> Result<RuntimeDir, RunError> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        tempfile::Builder::new()
-            .prefix("handoff-")
-            .tempdir_in(&base)
-            .map(|dir| RuntimeDir(dir.keep()))
-            .map_err(|source| RunError::RuntimeDir { dir: base, source })
-    }
-}
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// What the event loop listens to besides signals.
-pub(crate) struct Inbox {
-    pub events: mpsc::UnboundedReceiver<Event>,
-    pub calls: mpsc::UnboundedReceiver<ControlCall>,
-    pub stop_control: watch::Sender<bool>,
-    pub control_task: tokio::task::JoinHandle<()>,
-}
-
-/// Starts the control server's task and the channels of the event loop.
-pub(crate) fn inbox(control: ControlServer) -> (Inbox, EventSink<Event>) {
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let (calls_tx, calls) = mpsc::unbounded_channel::<ControlCall>();
-    let (stop_control, control_stopped) = watch::channel(false);
-    let control_task = tokio::spawn(control.serve(calls_tx, control_stopped, CONTROL_GRACE));
-    let inbox = Inbox {
-        events,
-        calls,
-        stop_control,
-        control_task,
-    };
-    (inbox, (events_tx, Event::Worker))
-}
-
-/// Binds the sockets, starts the first generation and supervises until a
-/// graceful stop. `overrides` are the flags, kept for reloads.
-pub async fn run(
-    config: Config,
-    overrides: Overrides,
-    control_path: &Path,
-) -> Result<(), RunError> {
-    let signals = Signals::install()?;
-    // The control socket first: if another handoff runs there, say so
-    // before touching its ports.
-    let control = ControlServer::bind(control_path).map_err(RunError::Control)?;
-    tracing::info!("control socket {}", control_path.display());
-    let manager = ServiceManager::from_env(config.fdstore);
-    // Sockets a service manager passed to us are adopted, not bound again.
-    let mut inherited = Inherited::from_env().map_err(RunError::Adopt)?;
-    let mut sockets = Vec::with_capacity(config.sockets.len());
-    for (i, spec) in config.sockets.iter().enumerate() {
-        let socket = match inherited.take(spec, i).map_err(RunError::Adopt)? {
-            Some(fd) => {
-                let socket = BoundSocket::adopt(spec, fd).map_err(|source| {
-                    RunError::Bind(BindError {
-                        name: spec.name.clone(),
-                        listen: spec.listen.clone(),
-                        what: "cannot adopt the socket passed in LISTEN_FDS",
-                        source,
-                    })
-                })?;
-                log_socket(&socket, i, "adopted from the service manager:");
-                socket
-            }
-            None => {
-                let socket = BoundSocket::bind(spec).map_err(RunError::Bind)?;
-                manager.store(&spec.name, socket.as_fd());
-                log_socket(&socket, i, "listening on");
-                socket
-            }
-        };
-        sockets.push(Arc::new(socket));
-    }
-    inherited.finish().map_err(RunError::Adopt)?;
-    crate::sys::raise_fd_limit(sockets.len(), config.program.workers);
-    let runtime_dir = RuntimeDir::create()?;
-    let control_snapshot = control.snapshot();
-    let (inbox, sink) = inbox(control);
-
-    let spec = Arc::new(config.program);
-    let sockets: SocketSet = sockets.into();
-    let first = Arc::new(Generation {
-        number: 1,
-        spec: spec.clone(),
-        sockets: sockets.clone(),
-    });
-    let mut sup = Supervisor {
-        next_spec: spec,
-        next_sockets: sockets,
-        serving: first.clone(),
-        serving_ready: false,
-        last_generation: 1,
-        slots: (0..first.spec.workers).map(|_| Slot::default()).collect(),
-        draining: Vec::new(),
-        rollout: None,
-        queued: Vec::new(),
-        drain_waits: Vec::new(),
-        queued_signal: false,
-        shutdown: None,
-        source: Source {
-            file: config.file,
-            overrides,
-            sighup: config.sighup,
-            fdstore: config.fdstore,
-        },
-        control_path: control_path.to_path_buf(),
-        control_snapshot,
-        runtime_dir,
-        next_worker: 1,
-        next_token: 1,
-        sink,
-        started: Instant::now(),
-        manager,
-        last_failure: None,
-        binary: crate::upgrade::own_binary(),
-        upgrades: 0,
-    };
-    tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
-    for slot in 0..sup.slots.len() {
-        match sup.launch(first.clone(), slot) {
-            Ok(worker) => sup.slots[slot].active = Some(worker),
-            Err(e) => {
-                // Those already started go with the supervisor.
-                for mut worker in sup.slots.iter_mut().filter_map(|s| s.active.take()) {
-                    worker.kill("the server could not be started".into());
-                }
-                return Err(RunError::Start(e));
-            }
-        }
-    }
-    serve(sup, signals, inbox).await
 }
 
 /// The event loop, until a graceful stop has finished.

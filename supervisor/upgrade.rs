@@ -32,6 +32,7 @@ use crate::control::ControlServer;
 use crate::notify::NotifySocket;
 use crate::protocol::{self, ErrorKind, Response};
 use crate::sockets::{BoundSocket, SocketSet, SocketSnapshot};
+use crate::startup;
 use crate::supervisor::{self, error, RunError, RuntimeDir, Signals, Slot, Source, Supervisor};
 use crate::systemd::ServiceManager;
 use crate::worker::{Generation, Watch, Worker, WorkerState};
@@ -406,7 +407,7 @@ pub async fn resume(state: &Path) -> Result<(), RunError> {
             ))
         })
     };
-    let (inbox, sink) = supervisor::inbox(control);
+    let (inbox, sink) = startup::inbox(control);
     let mut manager = ServiceManager::from_env(snapshot.fdstore);
     manager.set_ready(snapshot.manager_ready);
 

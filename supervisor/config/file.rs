@@ -1,0 +1,331 @@
+//! The config file: TOML parsed with the position of every value, so that
+//! each problem can be reported with file:line:column, then typed. Merging
+//! with the flags and defaults is `config.rs`'s job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    parse_duration, parse_octal_mode, parse_signal, ConfigError, ConfigErrors, Location,
+    ProgramSettings, ReadyKind, SighupAction, StrategyKind, MAX_WORKERS,
+};
+use crate::sockets::{self, ListenAddr, SocketSpec};
+
+/// What a file says, typed but not yet merged with flags or defaulted.
+#[derive(Debug, Default)]
+pub(super) struct FileConfig {
+    pub(super) control: Option<PathBuf>,
+    pub(super) sighup: Option<SighupAction>,
+    pub(super) fdstore: Option<bool>,
+    pub(super) sockets: Vec<(SocketSpec, Option<Location>)>,
+    pub(super) program: ProgramSettings,
+    /// Where each `[program]` key stands, for errors found after merging.
+    pub(super) keys: BTreeMap<&'static str, Location>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    control: Option<Spanned<String>>,
+    sighup: Option<Spanned<String>>,
+    fdstore: Option<bool>,
+    #[serde(default)]
+    socket: Vec<Spanned<RawSocket>>,
+    program: Option<RawProgram>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSocket {
+    name: Spanned<String>,
+    listen: Spanned<String>,
+    backlog: Option<Spanned<i64>>,
+    reuse_port: Option<bool>,
+    mode: Option<Spanned<RawMode>>,
+}
+
+/// A file mode: `0o660` (a TOML octal integer) or `"0660"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMode {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProgram {
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    working_directory: Option<Spanned<String>>,
+    ready: Option<Spanned<String>>,
+    ready_command: Option<Spanned<Vec<String>>>,
+    ready_delay: Option<Spanned<String>>,
+    ready_interval: Option<Spanned<String>>,
+    ready_timeout: Option<Spanned<String>>,
+    stop_signal: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<String>>,
+    respawn_backoff: Option<Spanned<String>>,
+    respawn_backoff_max: Option<Spanned<String>>,
+    workers: Option<Spanned<i64>>,
+    strategy: Option<Spanned<String>>,
+    batch: Option<Spanned<i64>>,
+}
+
+/// Turns byte offsets into file:line:column.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, offset: usize) -> Location {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Location {
+            file: self.path.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            location: Some(self.at(spanned.span().start)),
+            message: message.into(),
+        }
+    }
+
+    /// The file's directory, absolute, so that what a file means does not
+    /// depend on how its path was spelled.
+    fn base(&self) -> PathBuf {
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+    }
+}
+
+pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigErrors> {
+    let src = Source { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            location: e.span().map(|span| src.at(span.start)),
+            message: e.message().trim_end().replace('\n', ", "),
+        }])
+    })?;
+    let base = src.base();
+    let mut errors = Vec::new();
+    let mut out = FileConfig {
+        control: raw.control.map(|c| base.join(c.into_inner())),
+        fdstore: raw.fdstore,
+        ..FileConfig::default()
+    };
+    if let Some(h) = &raw.sighup {
+        match h.get_ref().as_str() {
+            "restart" => out.sighup = Some(SighupAction::Restart),
+            "reload" => out.sighup = Some(SighupAction::Reload),
+            other => errors.push(src.error(
+                h,
+                format!("sighup = \"{other}\": expected \"restart\" or \"reload\""),
+            )),
+        }
+    }
+    for socket in &raw.socket {
+        let at = src.at(socket.span().start);
+        match socket_from_raw(&src, socket.get_ref(), &base) {
+            Ok(spec) => out.sockets.push((spec, Some(at))),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if let Some(program) = raw.program {
+        program_from_raw(&src, program, &base, &mut out, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn socket_from_raw(
+    src: &Source,
+    raw: &RawSocket,
+    base: &Path,
+) -> Result<SocketSpec, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    if let Err(e) = sockets::validate_name(raw.name.get_ref()) {
+        errors.push(src.error(&raw.name, e));
+    }
+    let listen = match raw.listen.get_ref().parse::<ListenAddr>() {
+        Ok(addr) => Some(addr.rebase(base)),
+        Err(e) => {
+            errors.push(src.error(&raw.listen, e.to_string()));
+            None
+        }
+    };
+    let backlog = match &raw.backlog {
+        Some(b) if *b.get_ref() < 1 || *b.get_ref() > i64::from(i32::MAX) => {
+            errors.push(src.error(
+                b,
+                format!("backlog must be a positive number, not {}", b.get_ref()),
+            ));
+            None
+        }
+        Some(b) => u32::try_from(*b.get_ref()).ok(),
+        None => None,
+    };
+    let mode = match &raw.mode {
+        None => None,
+        Some(m) => match parse_mode(m.get_ref()) {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                errors.push(src.error(m, e));
+                None
+            }
+        },
+    };
+    if let (Some(m), Some(listen)) = (&raw.mode, &listen) {
+        if !matches!(listen, ListenAddr::Unix(_)) {
+            errors.push(src.error(m, "mode only applies to unix:// sockets with a path"));
+        }
+    }
+    match listen {
+        Some(listen) if errors.is_empty() => Ok(SocketSpec {
+            name: raw.name.get_ref().clone(),
+            listen,
+            backlog,
+            reuse_port: raw.reuse_port.unwrap_or(false),
+            mode,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn parse_mode(raw: &RawMode) -> Result<u32, String> {
+    let mode = match raw {
+        RawMode::Int(i) => u32::try_from(*i).map_err(|_| format!("mode {i} is not a file mode"))?,
+        RawMode::Str(s) => parse_octal_mode(s)?,
+    };
+    if mode > 0o7777 {
+        return Err(format!("mode {mode:o} is not a file mode (at most 0o7777)"));
+    }
+    Ok(mode)
+}
+
+fn program_from_raw(
+    src: &Source,
+    raw: RawProgram,
+    base: &Path,
+    out: &mut FileConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    let p = &mut out.program;
+    let mut key = |name: &'static str, span: std::ops::Range<usize>| {
+        out.keys.insert(name, src.at(span.start));
+    };
+    if let Some(cmd) = raw.command {
+        key("command", cmd.span());
+        if cmd.get_ref().is_empty() {
+            errors.push(src.error(
+                &cmd,
+                "command must name a program: command = [\"./server\", \"--flag\"]",
+            ));
+        } else {
+            let mut command = cmd.into_inner();
+            if command[0].contains('/') {
+                command[0] = base.join(&command[0]).to_string_lossy().into_owned();
+            }
+            p.command = Some(command);
+        }
+    }
+    p.env = raw.env;
+    p.working_directory = raw.working_directory.map(|d| base.join(d.into_inner()));
+    if let Some(ready) = &raw.ready {
+        key("ready", ready.span());
+        match ready.get_ref().as_str() {
+            "notify" => p.ready = Some(ReadyKind::Notify),
+            "exec" => p.ready = Some(ReadyKind::Exec),
+            "delay" => p.ready = Some(ReadyKind::Delay),
+            other => errors.push(src.error(
+                ready,
+                format!("ready = \"{other}\" is not a readiness check: expected \"notify\", \"exec\" or \"delay\""),
+            )),
+        }
+    }
+    if let Some(cmd) = raw.ready_command {
+        key("ready_command", cmd.span());
+        if cmd.get_ref().is_empty() {
+            errors.push(src.error(&cmd, "ready_command must name a program"));
+        } else {
+            p.ready_command = Some(cmd.into_inner());
+        }
+    }
+    let mut duration = |value: &Option<Spanned<String>>, name: &'static str| -> Option<Duration> {
+        let value = value.as_ref()?;
+        out.keys.insert(name, src.at(value.span().start));
+        match parse_duration(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(src.error(value, format!("{name}: {e}")));
+                None
+            }
+        }
+    };
+    p.ready_delay = duration(&raw.ready_delay, "ready_delay");
+    p.ready_interval = duration(&raw.ready_interval, "ready_interval");
+    p.ready_timeout = duration(&raw.ready_timeout, "ready_timeout");
+    p.drain_timeout = duration(&raw.drain_timeout, "drain_timeout");
+    p.respawn_backoff = duration(&raw.respawn_backoff, "respawn_backoff");
+    p.respawn_backoff_max = duration(&raw.respawn_backoff_max, "respawn_backoff_max");
+    if let Some(sig) = &raw.stop_signal {
+        match parse_signal(sig.get_ref()) {
+            Ok(s) => p.stop_signal = Some(s),
+            Err(e) => errors.push(src.error(sig, e)),
+        }
+    }
+    if let Some(st) = &raw.strategy {
+        out.keys.insert("strategy", src.at(st.span().start));
+        match st.get_ref().as_str() {
+            "all-at-once" => p.strategy = Some(StrategyKind::AllAtOnce),
+            "rolling" => p.strategy = Some(StrategyKind::Rolling),
+            other => errors.push(src.error(
+                st,
+                format!("strategy = \"{other}\": expected \"all-at-once\" or \"rolling\""),
+            )),
+        }
+    }
+    if let Some(b) = &raw.batch {
+        out.keys.insert("batch", src.at(b.span().start));
+        match usize::try_from(*b.get_ref()) {
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.batch = Some(n),
+            _ => errors.push(src.error(
+                b,
+                format!(
+                    "batch must be between 1 and {MAX_WORKERS}, not {}",
+                    b.get_ref()
+                ),
+            )),
+        }
+    }
+    if let Some(w) = &raw.workers {
+        match usize::try_from(*w.get_ref()) {
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.workers = Some(n),
+            _ => errors.push(src.error(
+                w,
+                format!(
+                    "workers must be between 1 and {MAX_WORKERS}, not {}",
+                    w.get_ref()
+                ),
+            )),
+        }
+    }
+}
