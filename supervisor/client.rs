@@ -39,7 +39,7 @@ fn ask(target: &Target, request: Request) -> Result<Response, Exit> {
     control::call(&path, &request).map_err(|e| {
         eprintln!("handoff: {e}");
         match e {
-            ClientError::Unreachable { .. } => Exit::Unreachable,
+            ClientError::Unreachable { .. } | ClientError::Foreign { .. } => Exit::Unreachable,
             _ => Exit::Refused,
         }
     })

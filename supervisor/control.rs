@@ -237,6 +237,8 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    #[error("the control socket {path} is served by a process of uid {uid}, neither you nor root: not talking to it")]
+    Foreign { path: PathBuf, uid: u32 },
     #[error("the supervisor at {path} closed the connection without answering")]
     NoAnswer { path: PathBuf },
     #[error("talking to the supervisor at {path}: {source}")]
@@ -262,6 +264,19 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
         path: path.to_path_buf(),
         source,
     };
+    // Talk only to a supervisor run by us or by root: a control socket in
+    // a shared directory could have been put there by someone else.
+    if let Ok(peer) =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+    {
+        let me = nix::unistd::getuid().as_raw();
+        if peer.uid() != me && peer.uid() != 0 {
+            return Err(ClientError::Foreign {
+                path: path.to_path_buf(),
+                uid: peer.uid(),
+            });
+        }
+    }
     stream
         .write_all(&protocol::encode(request))
         .map_err(io_err)?;
