@@ -39,6 +39,23 @@ impl Signals {
             user2: on(SignalKind::user_defined2())?,
         })
     }
+
+    /// The signals already received but not yet read, without waiting.
+    pub(crate) fn received(&mut self) -> Vec<&'static str> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut got = Vec::new();
+        for (signal, name) in [
+            (&mut self.terminate, "SIGTERM"),
+            (&mut self.interrupt, "SIGINT"),
+            (&mut self.hangup, "SIGHUP"),
+            (&mut self.user2, "SIGUSR2"),
+        ] {
+            while signal.poll_recv(&mut cx).is_ready() {
+                got.push(name);
+            }
+        }
+        got
+    }
 }
 
 /// The supervisor's private directory (mode 0700): the children's notify
@@ -102,10 +119,20 @@ pub async fn run(
     tracing::info!("control socket {}", control_path.display());
     let manager = ServiceManager::from_env(config.fdstore);
     // Sockets a service manager passed to us are adopted, not bound again.
+    // First everything passed in is matched, so that a passed socket the
+    // config does not name is reported as such, not as a bind failure.
     let mut inherited = Inherited::from_env().map_err(RunError::Adopt)?;
+    let passed = config
+        .sockets
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| inherited.take(spec, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Adopt)?;
+    inherited.finish(&manager).map_err(RunError::Adopt)?;
     let mut sockets = Vec::with_capacity(config.sockets.len());
-    for (i, spec) in config.sockets.iter().enumerate() {
-        let socket = match inherited.take(spec, i).map_err(RunError::Adopt)? {
+    for (i, (spec, passed)) in config.sockets.iter().zip(passed).enumerate() {
+        let socket = match passed {
             Some(fd) => {
                 let socket = BoundSocket::adopt(spec, fd).map_err(|source| {
                     RunError::Bind(BindError {
@@ -127,7 +154,6 @@ pub async fn run(
         };
         sockets.push(Arc::new(socket));
     }
-    inherited.finish().map_err(RunError::Adopt)?;
     crate::sys::raise_fd_limit(sockets.len(), config.program.workers);
     let runtime_dir = RuntimeDir::create()?;
     let control_snapshot = control.snapshot();
@@ -170,6 +196,7 @@ pub async fn run(
         last_failure: None,
         binary: crate::upgrade::own_binary(),
         upgrades: 0,
+        pending_upgrade: None,
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
     for slot in 0..sup.slots.len() {

@@ -159,6 +159,8 @@ pub struct Supervisor {
     pub(crate) binary: PathBuf,
     /// How often this supervisor was upgraded in place.
     pub(crate) upgrades: u32,
+    /// An upgrade asked for (by a client, or SIGUSR2 with no one to answer).
+    pub(crate) pending_upgrade: Option<Option<crate::upgrade::Asker>>,
 }
 
 /// Where a worker is.
@@ -187,9 +189,12 @@ pub(crate) async fn serve(
             _ = signals.interrupt.recv() => sup.begin_shutdown(None, "SIGINT"),
             _ = signals.user2.recv() => {
                 tracing::info!("SIGUSR2: upgrading handoff");
-                sup.upgrade(None);
+                sup.pending_upgrade = Some(None);
             }
             _ = tick(&mut watchdog) => sup.manager.watchdog(),
+        }
+        if let Some(asker) = sup.pending_upgrade.take() {
+            crate::upgrade::upgrade(&mut sup, &mut signals, &mut inbox, asker).await;
         }
         sup.report_to_manager();
     }
@@ -319,12 +324,18 @@ impl Supervisor {
                 let _ = call.reply.send(reply);
             }
             Request::Stop => self.begin_shutdown(Some(call.reply), "stop requested"),
-            Request::Upgrade => self.upgrade(Some((call.reply, call.stream))),
+            // Carried out by the loop, which holds the signals and the
+            // queued events an upgrade must account for first.
+            Request::Upgrade => self.pending_upgrade = Some(Some((call.reply, call.stream))),
         }
     }
 
-    fn on_sighup(&mut self) {
-        self.manager.reloading();
+    pub(crate) fn on_sighup(&mut self) {
+        // RELOADING=1 only when a reload can happen: not while stopping,
+        // not before the first READY=1.
+        if !self.is_shutting_down() && self.manager.is_ready() {
+            self.manager.reloading();
+        }
         match self.source.sighup {
             SighupAction::Restart => {
                 tracing::info!("SIGHUP: restarting");

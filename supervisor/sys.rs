@@ -165,16 +165,23 @@ fn supervisor_signals() -> nix::sys::signal::SigSet {
     set
 }
 
-/// Unblocks what `exec_keeping` blocked (in the new process, once its
-/// handlers are in place; signals that came meanwhile are delivered now).
+/// Holds the supervisor's signals pending (they are delivered when
+/// unblocked, and stay pending across an exec).
+pub fn block_signals() {
+    let _ = supervisor_signals().thread_block();
+}
+
+/// Lets the supervisor's signals in again (in the new process after an
+/// upgrade, once its handlers are in place; signals that came meanwhile
+/// are delivered now).
 pub fn unblock_signals() {
     let _ = supervisor_signals().thread_unblock();
 }
 
 /// Replaces this process with `program ARGS`, keeping `fds` open across the
-/// exec and the supervisor's signals blocked (so that none kills it before
-/// the new program has handlers). Returns only on failure, with everything
-/// as it was.
+/// exec (the caller blocks the signals first, so that none kills it before
+/// the new program has handlers). Returns only on failure, with the fds as
+/// they were.
 ///
 /// Not std's `CommandExt::exec`: it clears the signal mask before exec.
 pub fn exec_keeping(
@@ -202,15 +209,11 @@ pub fn exec_keeping(
         // SAFETY: F_SETFD only changes the flags of an fd we hold.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    let blocked = supervisor_signals().thread_block();
     let err = match nix::unistd::execv(&path, &argv) {
         Err(e) => io::Error::from(e),
         Ok(never) => match never {},
     };
     // Still here: the exec failed. Put things back.
-    if blocked.is_ok() {
-        unblock_signals();
-    }
     for &fd in fds {
         // SAFETY: as above.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };

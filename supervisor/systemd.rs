@@ -87,15 +87,21 @@ impl Inherited {
         Ok(Some(fd))
     }
 
-    /// Fails if the activator passed a socket no config entry took.
-    pub fn finish(self) -> Result<(), AdoptError> {
-        match self.fds.into_iter().flatten().next() {
-            Some((fd, name)) => Err(AdoptError::Unexpected {
-                fd: fd.as_raw_fd(),
-                name,
-            }),
-            None => Ok(()),
+    /// Fails if the activator passed a socket no config entry took; with
+    /// the fd store in use, such a socket is one a previous config stored:
+    /// it is dropped from the store instead, with a warning.
+    pub fn finish(self, manager: &ServiceManager) -> Result<(), AdoptError> {
+        for (fd, name) in self.fds.into_iter().flatten() {
+            if !manager.uses_fdstore() {
+                return Err(AdoptError::Unexpected {
+                    fd: fd.as_raw_fd(),
+                    name,
+                });
+            }
+            tracing::warn!("the fd store held a socket named `{name}` that the config no longer has: removing it");
+            manager.unstore(&name);
         }
+        Ok(())
     }
 }
 
@@ -303,6 +309,10 @@ impl ServiceManager {
                 monotonic_usec()
             ));
         }
+    }
+
+    pub fn uses_fdstore(&self) -> bool {
+        self.fdstore && self.notifier.is_some()
     }
 
     /// Whether READY=1 was sent (carried across an upgrade).

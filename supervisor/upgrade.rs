@@ -33,7 +33,9 @@ use crate::notify::NotifySocket;
 use crate::protocol::{self, ErrorKind, Response};
 use crate::sockets::{BoundSocket, SocketSet, SocketSnapshot};
 use crate::startup;
-use crate::supervisor::{self, error, RunError, RuntimeDir, Signals, Slot, Source, Supervisor};
+use crate::supervisor::{
+    self, error, Inbox, RunError, RuntimeDir, Signals, Slot, Source, Supervisor,
+};
 use crate::systemd::ServiceManager;
 use crate::worker::{Generation, Watch, Worker, WorkerState};
 
@@ -44,10 +46,15 @@ pub const FORMAT: u32 = 1;
 /// How long the new binary's check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The handoff binary this process runs, as a path that will hold the new
-/// version after a deploy replaces the file.
+/// The path this handoff was started as (argv[0], found in PATH if it has
+/// no `/`), not following symlinks: a deploy that re-points a link, or
+/// replaces the file, is what an upgrade must run.
 pub fn own_binary() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let env: Vec<_> = std::env::vars_os().collect();
+    crate::spawn::resolve_program(&argv0.to_string_lossy(), &env)
+        .or_else(|_| std::env::current_exe())
+        .unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,48 +127,106 @@ pub enum StateSnapshot {
     Killed { reason: String },
 }
 
-impl Supervisor {
-    /// `handoff upgrade` (with the client's reply channel and connection)
-    /// or SIGUSR2. Returns only if the upgrade did not happen.
-    pub(crate) fn upgrade(&mut self, asker: Option<(oneshot::Sender<Response>, Option<OwnedFd>)>) {
-        let refuse =
-            |asker: Option<(oneshot::Sender<Response>, Option<OwnedFd>)>, kind, message: String| {
-                tracing::error!("upgrade: {message}; this supervisor stays in charge");
-                if let Some((reply, _)) = asker {
-                    let _ = reply.send(error(kind, message));
-                }
-            };
-        if self.is_shutting_down() {
-            return refuse(
-                asker,
-                ErrorKind::ShuttingDown,
-                "the supervisor is shutting down".into(),
-            );
+/// Who asked for an upgrade: the reply channel, and the connection the new
+/// supervisor answers on.
+pub type Asker = (oneshot::Sender<Response>, Option<OwnedFd>);
+
+fn refuse(asker: Option<Asker>, kind: ErrorKind, message: String) {
+    tracing::error!("upgrade: {message}; this supervisor stays in charge");
+    if let Some((reply, _)) = asker {
+        let _ = reply.send(error(kind, message));
+    }
+}
+
+/// `handoff upgrade` or SIGUSR2, run by the event loop between events.
+/// Returns only if the upgrade did not happen.
+pub(crate) async fn upgrade(
+    sup: &mut Supervisor,
+    signals: &mut Signals,
+    inbox: &mut Inbox,
+    asker: Option<Asker>,
+) {
+    // From here on a signal stays pending in the kernel: through the check,
+    // and across the exec, to the new supervisor's handlers.
+    crate::sys::block_signals();
+    // What already happened must be handled first: a READY=1 or an exit
+    // the snapshot has to include, a signal that must not be lost. Yielding
+    // lets the runtime's driver and the workers' watchers run once.
+    tokio::task::yield_now().await;
+    while let Ok(event) = inbox.events.try_recv() {
+        sup.handle(event);
+    }
+    let arrived = signals.received();
+    if !arrived.is_empty() {
+        crate::sys::unblock_signals();
+        for signal in &arrived {
+            match *signal {
+                "SIGTERM" | "SIGINT" => sup.begin_shutdown(None, signal),
+                "SIGHUP" => sup.on_sighup(),
+                _ => {}
+            }
         }
-        if let Some(r) = &self.rollout {
-            let message = format!(
+        return refuse(
+            asker,
+            ErrorKind::Busy,
+            format!("{} arrived first", arrived.join(", ")),
+        );
+    }
+    let refusal = if sup.is_shutting_down() {
+        Some((
+            ErrorKind::ShuttingDown,
+            "the supervisor is shutting down".to_string(),
+        ))
+    } else if let Some(r) = &sup.rollout {
+        Some((
+            ErrorKind::Busy,
+            format!(
                 "a restart (generation {}) is in progress: upgrade once it is done",
                 r.generation.number
-            );
-            return refuse(asker, ErrorKind::Busy, message);
-        }
+            ),
+        ))
+    } else if !sup.drain_waits.is_empty() {
+        Some((
+            ErrorKind::Busy,
+            "a restart --drained is waiting for old workers to exit: upgrade once it is answered"
+                .to_string(),
+        ))
+    } else {
+        None
+    };
+    if let Some((kind, message)) = refusal {
+        crate::sys::unblock_signals();
+        return refuse(asker, kind, message);
+    }
+    let err = sup.upgrade_now(asker);
+    crate::sys::unblock_signals();
+    if let Some((asker, kind, message)) = err {
+        refuse(asker, kind, message);
+    }
+}
+
+impl Supervisor {
+    /// Snapshot, check, snapshot again (so the times are fresh), exec.
+    /// Returns what to refuse with if the exec did not happen.
+    fn upgrade_now(&mut self, asker: Option<Asker>) -> Option<(Option<Asker>, ErrorKind, String)> {
         let reply_fd = asker
             .as_ref()
             .and_then(|(_, s)| s.as_ref().map(|s| s.as_raw_fd()));
-        let snapshot = self.snapshot(reply_fd);
         let state = self.runtime_dir.0.join("upgrade.json");
-        let written = serde_json::to_vec(&snapshot)
-            .map_err(|e| e.to_string())
-            .and_then(|json| std::fs::write(&state, json).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            return refuse(
-                asker,
-                ErrorKind::UpgradeFailed,
-                format!("cannot write {}: {e}", state.display()),
-            );
+        if let Err(e) = write(&self.snapshot(reply_fd), &state) {
+            return Some((asker, ErrorKind::UpgradeFailed, e));
         }
-        if let Err(message) = check(&self.binary, &state) {
-            return refuse(asker, ErrorKind::UpgradeFailed, message);
+        // The check blocks the loop: keep the watchdog fed and the check
+        // shorter than the watchdog's interval.
+        self.manager.watchdog();
+        let timeout =
+            crate::systemd::watchdog_interval().map_or(CHECK_TIMEOUT, |w| w.min(CHECK_TIMEOUT));
+        if let Err(message) = check(&self.binary, &state, timeout) {
+            return Some((asker, ErrorKind::UpgradeFailed, message));
+        }
+        let snapshot = self.snapshot(reply_fd);
+        if let Err(e) = write(&snapshot, &state) {
+            return Some((asker, ErrorKind::UpgradeFailed, e));
         }
         let fds = handed_on(&snapshot);
         tracing::info!(
@@ -170,16 +235,17 @@ impl Supervisor {
             fds.len(),
             snapshot.slots.iter().filter(|s| s.active.is_some()).count() + snapshot.draining.len()
         );
+        self.manager.watchdog();
         let err = crate::sys::exec_keeping(
             &self.binary,
             &["__resume".as_ref(), state.as_os_str()],
             &fds,
         );
-        refuse(
+        Some((
             asker,
             ErrorKind::UpgradeFailed,
             format!("cannot execute {}: {err}", self.binary.display()),
-        );
+        ))
     }
 
     fn snapshot(&self, reply_fd: Option<RawFd>) -> Snapshot {
@@ -293,7 +359,12 @@ fn handed_on(s: &Snapshot) -> Vec<RawFd> {
 
 /// Runs `binary __resume --check STATE`: the new binary must start, read
 /// the state and accept it.
-fn check(binary: &Path, state: &Path) -> Result<(), String> {
+fn write(snapshot: &Snapshot, state: &Path) -> Result<(), String> {
+    let json = serde_json::to_vec(snapshot).map_err(|e| e.to_string())?;
+    std::fs::write(state, json).map_err(|e| format!("cannot write {}: {e}", state.display()))
+}
+
+fn check(binary: &Path, state: &Path, timeout: Duration) -> Result<(), String> {
     let child = std::process::Command::new(binary)
         .args(["__resume", "--check"])
         .arg(state)
@@ -302,7 +373,7 @@ fn check(binary: &Path, state: &Path) -> Result<(), String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run the new binary {}: {e}", binary.display()))?;
-    match crate::sys::wait_for_exit(child.id(), CHECK_TIMEOUT) {
+    match crate::sys::wait_for_exit(child.id(), timeout) {
         Ok(true) => {}
         _ => {
             let mut child = child;
@@ -376,6 +447,54 @@ pub async fn resume(state: &Path) -> Result<(), RunError> {
     crate::sys::unblock_signals();
     let snapshot = read(state).map_err(RunError::Resume)?;
     let _ = std::fs::remove_file(state);
+    // The asking client hears how it went, whichever way it goes.
+    let mut reply = snapshot
+        .reply_fd
+        .map(|fd| std::os::unix::net::UnixStream::from(take_fd(fd)));
+    let (sup, inbox) = match take_over(&snapshot) {
+        Ok(taken) => taken,
+        Err(e) => {
+            // Nothing can serve now: say so, and leave no files behind. The
+            // children get SIGTERM when this process exits (PDEATHSIG).
+            let message =
+                format!("the new supervisor could not take over ({e}); handoff has stopped");
+            tracing::error!("upgrade: {message}");
+            if let Some(stream) = &mut reply {
+                let _ = std::io::Write::write_all(
+                    stream,
+                    &protocol::encode(&error(ErrorKind::UpgradeFailed, message)),
+                );
+            }
+            if let Some(file) = &snapshot.control.created_file {
+                let _ = std::fs::remove_file(&file.path);
+            }
+            let _ = std::fs::remove_dir_all(&snapshot.runtime_dir);
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        "upgraded from handoff {} to {}: took over {} sockets and {} workers",
+        snapshot.from_version,
+        env!("CARGO_PKG_VERSION"),
+        snapshot.sockets.len(),
+        sup.slots.iter().filter(|s| s.active.is_some()).count() + sup.draining.len()
+    );
+    if let Some(stream) = &mut reply {
+        let answer = Response::Upgraded {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            from_version: snapshot.from_version.clone(),
+            pid: std::process::id(),
+            upgrades: sup.upgrades,
+        };
+        let _ = std::io::Write::write_all(stream, &protocol::encode(&answer));
+    }
+    drop(reply);
+    supervisor::serve(sup, signals, inbox).await
+}
+
+/// Rebuilds the supervisor from a snapshot: the fds it names, its
+/// generations, its workers (watched again), its slots.
+fn take_over(snapshot: &Snapshot) -> Result<(Supervisor, Inbox), RunError> {
     let resume_error = |e: std::io::Error| RunError::Resume(e.to_string());
 
     let control = ControlServer::restore(snapshot.control.clone(), take_fd(snapshot.control.fd))
@@ -459,7 +578,6 @@ pub async fn resume(state: &Path) -> Result<(), RunError> {
         .iter()
         .map(&mut take_worker)
         .collect::<Result<Vec<_>, _>>()?;
-    let workers = slots.iter().filter(|s| s.active.is_some()).count() + draining.len();
     let mut sup = Supervisor {
         next_spec: Arc::new(snapshot.next_spec.clone()),
         next_sockets: set(&snapshot.next_sockets),
@@ -492,25 +610,10 @@ pub async fn resume(state: &Path) -> Result<(), RunError> {
         last_failure: snapshot.last_failure.clone(),
         binary: snapshot.binary.clone(),
         upgrades: snapshot.upgrades + 1,
+        pending_upgrade: None,
     };
     for (slot, generation) in respawns {
         sup.respawn_soon(slot, generation);
     }
-    tracing::info!(
-        "upgraded from handoff {} to {}: took over {} sockets and {workers} workers",
-        snapshot.from_version,
-        env!("CARGO_PKG_VERSION"),
-        snapshot.sockets.len()
-    );
-    if let Some(fd) = snapshot.reply_fd {
-        let answer = Response::Upgraded {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            from_version: snapshot.from_version.clone(),
-            pid: std::process::id(),
-            upgrades: sup.upgrades,
-        };
-        let mut stream = std::os::unix::net::UnixStream::from(take_fd(fd));
-        let _ = std::io::Write::write_all(&mut stream, &protocol::encode(&answer));
-    }
-    supervisor::serve(sup, signals, inbox).await
+    Ok((sup, inbox))
 }

@@ -218,7 +218,12 @@ fn the_fd_store_keeps_the_sockets_when_handoff_is_killed() {
     // lives on in the store: connections wait in its queue.
     h.signal(Signal::SIGKILL);
     assert!(h.wait_exit().code().is_none());
-    let waiting = std::net::TcpStream::connect(&addr).expect("queued, not refused");
+    let mut waiting = std::net::TcpStream::connect(&addr).expect("queued, not refused");
+    std::io::Write::write_all(
+        &mut waiting,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("send");
 
     // systemd starts it again with the stored socket, by name.
     let mut again = activate(
@@ -230,7 +235,13 @@ fn the_fd_store_keeps_the_sockets_when_handoff_is_killed() {
     again.wait_log("socket http adopted");
     again.wait_generation(1);
     assert_eq!(again.addr("http"), addr);
-    drop(waiting);
+    // The request sent while no handoff ran is answered by the new one.
+    waiting
+        .set_read_timeout(Some(crate::harness::DEADLINE))
+        .expect("timeout");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut waiting, &mut answer).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(get(&addr, "/").expect("serves again").0, 200);
     let (code, out, err) = restart(&again);
     assert_eq!(code, 0, "{out}{err}");

@@ -20,12 +20,6 @@ fn installed_copy(dir: &Path) -> PathBuf {
 
 /// Replaces the installed binary (a new file, as a package manager does:
 /// the running one keeps its old inode).
-fn deploy(installed: &Path, from: &Path) {
-    let tmp = installed.with_extension("new");
-    std::fs::copy(from, &tmp).expect("copy");
-    std::fs::rename(&tmp, installed).expect("rename");
-}
-
 fn upgrade(h: &Handoff) -> (i32, String, String) {
     client(&["upgrade", "--control", h.control.to_str().expect("utf-8")])
 }
@@ -63,11 +57,29 @@ fn an_upgrade_under_load_keeps_every_connection_and_every_child() {
     let load = Load::start(&h.addr("http"), 16);
     load.wait_for_more(200);
 
-    deploy(&installed, Path::new(handoff_bin()));
+    // The new build: a wrapper that leaves a mark, so the test knows the
+    // binary now on disk is what ran (its check, then its take-over).
+    let marks = dir.path().join("marks");
+    write_executable(
+        &installed,
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            marks.display(),
+            handoff_bin()
+        ),
+    );
     let (code, out, err) = upgrade(&h);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("upgraded from handoff"), "{out}");
     h.wait_log("upgraded from handoff");
+    let ran = std::fs::read_to_string(&marks).expect("the new binary ran");
+    let ran: Vec<&str> = ran.lines().collect();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    assert!(ran[0].starts_with("__resume --check "), "{ran:?}");
+    assert!(
+        ran[1].starts_with("__resume ") && !ran[1].contains("--check"),
+        "{ran:?}"
+    );
     load.wait_for_more(200);
 
     // SIGUSR2 does the same.
