@@ -150,3 +150,58 @@ fn an_upgrade_to_a_broken_binary_is_refused_and_the_old_supervisor_stays() {
     assert!(err.contains("cannot run the new binary"), "{err}");
     assert_eq!(get(&h.addr("http"), "/").expect("still serving").0, 200);
 }
+
+#[test]
+fn a_sigterm_during_the_new_binarys_check_is_not_lost() {
+    let dir = temp_dir();
+    let installed = installed_copy(dir.path());
+    let hello = example("hello");
+    let mut cmd = std::process::Command::new(&installed);
+    cmd.arg("run")
+        .arg("--control")
+        .arg(dir.path().join("control.sock"))
+        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+        .arg(&hello)
+        .env("HANDOFF_LOG", "debug")
+        .stdin(std::process::Stdio::null());
+    let mut h = Handoff::spawn(cmd, dir.path());
+    h.wait_generation(1);
+
+    // The new build's check tells the test it has started, then waits for
+    // the test's go: the SIGTERM lands in between, while the old supervisor
+    // waits for the check.
+    let started = dir.path().join("started");
+    let go = dir.path().join("go");
+    for fifo in [&started, &go] {
+        nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    }
+    write_executable(
+        &installed,
+        &format!(
+            "#!/bin/sh\nif [ \"$2\" = --check ]; then echo checking > {s}; read _ < {g}; fi\nexec {bin} \"$@\"\n",
+            s = started.display(),
+            g = go.display(),
+            bin = handoff_bin()
+        ),
+    );
+    let control = h.control.to_str().expect("utf-8").to_string();
+    let upgrading = std::thread::spawn(move || client(&["upgrade", "--control", &control]));
+    // Opening the FIFO waits for the check to open its end: no sleeping.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::fs::File::open(&started).expect("open")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line, "checking\n");
+    h.signal(Signal::SIGTERM);
+    std::fs::write(&go, "go\n").expect("let the check finish");
+
+    // The upgrade went through, and the SIGTERM reached the new supervisor,
+    // which stopped gracefully.
+    let (code, out, err) = upgrading.join().expect("client thread");
+    assert_eq!(code, 0, "{out}{err}");
+    h.wait_log("upgraded from handoff");
+    h.wait_log("SIGTERM: stopping gracefully");
+    assert_eq!(h.wait_exit().code(), Some(0), "{}", h.log());
+}
