@@ -85,8 +85,6 @@ impl Supervisor {
         generation: Arc<Generation>,
         stable: bool,
     ) -> Duration {
-        let token = self.next_token;
-        self.next_token += 1;
         let s = &mut self.slots[slot];
         if stable {
             s.backoff = None;
@@ -94,7 +92,21 @@ impl Supervisor {
         let spec = &generation.spec;
         let delay = s.backoff.unwrap_or(spec.respawn_backoff);
         s.backoff = Some((delay * 2).min(spec.respawn_backoff_max));
-        s.respawn = Some(PendingRespawn {
+        self.arm_respawn(slot, generation, delay);
+        delay
+    }
+
+    /// A respawn that was pending when an upgrade took over: after the
+    /// initial delay, leaving the slot's backoff as it was.
+    pub(crate) fn respawn_soon(&mut self, slot: usize, generation: Arc<Generation>) {
+        let delay = generation.spec.respawn_backoff;
+        self.arm_respawn(slot, generation, delay);
+    }
+
+    fn arm_respawn(&mut self, slot: usize, generation: Arc<Generation>, delay: Duration) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.slots[slot].respawn = Some(PendingRespawn {
             token,
             since_wall: SystemTime::now(),
             since: Instant::now(),
@@ -105,12 +117,6 @@ impl Supervisor {
             tokio::time::sleep(delay).await;
             let _ = tx.send(Event::RespawnDue { slot, token });
         });
-        delay
-    }
-
-    /// A respawn that was pending when an upgrade took over.
-    pub(crate) fn respawn_soon(&mut self, slot: usize, generation: Arc<Generation>) {
-        self.schedule_respawn(slot, generation, false);
     }
 
     pub(crate) fn on_respawn_due(&mut self, slot: usize, token: u64) {
