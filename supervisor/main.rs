@@ -84,21 +84,29 @@ fn resume(check: bool, state: &std::path::Path) -> Exit {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("handoff: cannot start the async runtime: {e}");
-            return Exit::Setup;
-        }
+    let Some(runtime) = runtime() else {
+        return Exit::Setup;
     };
     match runtime.block_on(handoff::upgrade::resume(state)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("handoff: {e}");
             Exit::Setup
+        }
+    }
+}
+
+/// The supervisor's runtime: one thread. Its work is tiny and strictly
+/// sequential, and a single thread keeps its memory small.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("handoff: cannot start the async runtime: {e}");
+            None
         }
     }
 }
@@ -116,17 +124,8 @@ fn run(args: &RunArgs) -> Exit {
         Err(exit) => return exit,
     };
     let control = config.control.clone().unwrap_or_else(default_control_path);
-    // One thread: the supervisor's work is tiny and strictly sequential, and
-    // a single thread keeps its memory small.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("handoff: cannot start the async runtime: {e}");
-            return Exit::Setup;
-        }
+    let Some(runtime) = runtime() else {
+        return Exit::Setup;
     };
     match runtime.block_on(supervisor::run(config, overrides, &control)) {
         Ok(()) => Exit::Ok,

@@ -75,26 +75,29 @@ fn a_missing_program_is_a_config_error_with_the_file() {
     );
 }
 
-#[test]
-fn the_example_config_is_valid() {
-    // config/example.toml runs the release build of the example; the tests
-    // have the debug one. Everything else is checked as written.
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
-        .expect("read");
-    let release = "\"../target/release/examples/hello\"";
-    assert!(
-        text.contains(release),
-        "the example config runs the example server"
-    );
+/// Checks a shipped config, with its server command (`program`, as
+/// written there) pointed at the example the tests built.
+fn check_shipped(config: &str, program: &str) -> String {
+    let text =
+        std::fs::read_to_string(format!("{}/{config}", env!("CARGO_MANIFEST_DIR"))).expect("read");
+    let program = format!("{program:?}");
+    assert!(text.contains(&program), "{config} runs the example server");
     let text = text.replace(
-        release,
+        &program,
         &format!("{:?}", example("hello").display().to_string()),
     );
     let dir = temp_dir();
     let file = dir.path().join("example.toml");
     std::fs::write(&file, text).expect("write");
     let (code, out, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 0, "{config}: {out}{err}");
+    out
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    // It runs the release build of the example; the tests have the debug one.
+    let out = check_shipped("config/example.toml", "../target/release/examples/hello");
     assert!(out.contains("ok (1 socket(s), 1 worker(s))"), "{out}");
 }
 
@@ -120,23 +123,5 @@ fn usage_errors_exit_2_and_an_absent_supervisor_exits_4() {
 
 #[test]
 fn the_systemd_example_config_is_valid() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/systemd/example.toml"
-    ))
-    .expect("read");
-    let installed = "\"/usr/local/bin/hello\"";
-    assert!(
-        text.contains(installed),
-        "the systemd example runs the example server"
-    );
-    let text = text.replace(
-        installed,
-        &format!("{:?}", example("hello").display().to_string()),
-    );
-    let dir = temp_dir();
-    let file = dir.path().join("example.toml");
-    std::fs::write(&file, text).expect("write");
-    let (code, out, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
-    assert_eq!(code, 0, "{out}{err}");
+    check_shipped("config/systemd/example.toml", "/usr/local/bin/hello");
 }

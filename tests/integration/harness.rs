@@ -323,6 +323,29 @@ pub fn get_from_generation(addr: &str, path: &str, g: u64) -> String {
     }
 }
 
+/// `handoff run --listen http=tcp://127.0.0.1:0 EXTRA -- hello`, once
+/// generation 1 serves.
+pub fn serve_hello(dir: &Path, extra: &[&str]) -> Handoff {
+    serve(dir, extra, &example("hello"))
+}
+
+/// The same, with hello behind DIR/server.sh, a script the test rewrites
+/// to "deploy" a new version.
+pub fn serve_hello_script(dir: &Path, extra: &[&str]) -> Handoff {
+    let script = dir.join("server.sh");
+    write_script(&script, example("hello").to_str().expect("utf-8 path"));
+    serve(dir, extra, &script)
+}
+
+fn serve(dir: &Path, extra: &[&str], server: &Path) -> Handoff {
+    let mut args = vec!["--listen", "http=tcp://127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", server.to_str().expect("utf-8 path")]);
+    let mut h = Handoff::start(dir, &args);
+    h.wait_generation(1);
+    h
+}
+
 /// A shell script that `exec`s a command: tests "deploy" a new version by
 /// rewriting it, as a real deploy replaces a binary.
 pub fn write_script(path: &Path, command: &str) {

@@ -3,22 +3,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 
-use crate::harness::{example, temp_dir, Handoff};
+use crate::harness::{serve_hello, temp_dir};
 
 #[test]
 fn bad_requests_get_error_replies_and_the_supervisor_keeps_running() {
     let dir = temp_dir();
-    let hello = example("hello");
-    let mut h = Handoff::start(
-        dir.path(),
-        &[
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--",
-            hello.to_str().expect("utf-8"),
-        ],
-    );
-    h.wait_generation(1);
+    let h = serve_hello(dir.path(), &[]);
 
     let stream = UnixStream::connect(&h.control).expect("connect");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -53,17 +43,7 @@ fn bad_requests_get_error_replies_and_the_supervisor_keeps_running() {
 #[test]
 fn status_json_is_stable_for_scripts() {
     let dir = temp_dir();
-    let hello = example("hello");
-    let mut h = Handoff::start(
-        dir.path(),
-        &[
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--",
-            hello.to_str().expect("utf-8"),
-        ],
-    );
-    h.wait_generation(1);
+    let h = serve_hello(dir.path(), &[]);
     let (code, out, _) = crate::harness::client(&[
         "status",
         "--json",

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::harness::{client, example, get, get_from_generation, temp_dir, Handoff};
+use crate::harness::{client, example, get, get_from_generation, serve_hello, temp_dir, Handoff};
 
 fn write_config(path: &Path, sockets: &str, workers: usize) {
     let text = format!(
@@ -110,17 +110,7 @@ fn a_socket_change_that_needs_a_rebind_is_refused() {
 #[test]
 fn reload_without_a_config_file_says_so() {
     let dir = temp_dir();
-    let hello = example("hello");
-    let mut h = Handoff::start(
-        dir.path(),
-        &[
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--",
-            hello.to_str().expect("utf-8"),
-        ],
-    );
-    h.wait_generation(1);
+    let h = serve_hello(dir.path(), &[]);
     let (code, _, err) = reload(&h);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("without --config"), "{err}");

@@ -1,23 +1,12 @@
 //! Restarts: under load, and the two ways a new generation can fail.
 
-use crate::harness::{example, get, restart, temp_dir, write_script, Handoff};
+use crate::harness::{example, get, restart, serve_hello_script, temp_dir, write_script};
 use crate::load::Load;
-
-fn hello_behind_script(dir: &std::path::Path, extra: &[&str]) -> Handoff {
-    let script = dir.join("server.sh");
-    write_script(&script, example("hello").to_str().expect("utf-8 path"));
-    let mut args = vec!["--listen", "http=tcp://127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", script.to_str().expect("utf-8 path")]);
-    let mut h = Handoff::start(dir, &args);
-    h.wait_generation(1);
-    h
-}
 
 #[test]
 fn restart_under_load_refuses_nothing_and_changes_the_pid() {
     let dir = temp_dir();
-    let mut h = hello_behind_script(dir.path(), &[]);
+    let mut h = serve_hello_script(dir.path(), &[]);
     let addr = h.addr("http");
     let load = Load::start(&addr, 16);
     load.wait_for_more(200);
@@ -64,7 +53,7 @@ fn restart_under_load_refuses_nothing_and_changes_the_pid() {
 #[test]
 fn a_generation_that_exits_at_start_is_rolled_back() {
     let dir = temp_dir();
-    let h = hello_behind_script(dir.path(), &[]);
+    let h = serve_hello_script(dir.path(), &[]);
     let addr = h.addr("http");
     let (_, before) = get(&addr, "/").expect("generation 1 serves");
     let old_pid = h.pids("ready");
@@ -92,7 +81,7 @@ fn a_generation_that_exits_at_start_is_rolled_back() {
 #[test]
 fn a_generation_that_never_becomes_ready_is_killed_and_rolled_back() {
     let dir = temp_dir();
-    let mut h = hello_behind_script(dir.path(), &["--ready-timeout", "1s"]);
+    let mut h = serve_hello_script(dir.path(), &["--ready-timeout", "1s"]);
     let addr = h.addr("http");
     let old_pid = h.pids("ready");
 
@@ -133,7 +122,7 @@ fn a_generation_that_never_becomes_ready_is_killed_and_rolled_back() {
 #[test]
 fn restarts_asked_for_during_a_restart_are_coalesced_not_lost() {
     let dir = temp_dir();
-    let mut h = hello_behind_script(dir.path(), &[]);
+    let mut h = serve_hello_script(dir.path(), &[]);
     // A slow generation, so the other requests arrive while it starts.
     write_script(
         &dir.path().join("server.sh"),
@@ -171,7 +160,7 @@ fn restarts_asked_for_during_a_restart_are_coalesced_not_lost() {
 fn restart_drained_answers_once_the_old_generation_is_gone() {
     let dir = temp_dir();
     // The old workers take a while to go: 300 ms after draining.
-    let h = hello_behind_script(dir.path(), &["--workers", "2"]);
+    let h = serve_hello_script(dir.path(), &["--workers", "2"]);
     write_script(
         &dir.path().join("server.sh"),
         &format!("{} --drain-delay 300", example("hello").display()),

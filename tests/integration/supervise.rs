@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{client, example, get, temp_dir, Handoff};
+use crate::harness::{client, example, get, serve_hello, temp_dir, Handoff};
 use crate::load::Load;
 
 #[test]
@@ -79,17 +79,7 @@ command = ["{hello}"]
 #[test]
 fn a_killed_child_is_respawned_and_no_connection_is_refused() {
     let dir = temp_dir();
-    let hello = example("hello");
-    let mut h = Handoff::start(
-        dir.path(),
-        &[
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--",
-            hello.to_str().expect("utf-8"),
-        ],
-    );
-    h.wait_generation(1);
+    let mut h = serve_hello(dir.path(), &[]);
     let addr = h.addr("http");
     let load = Load::start(&addr, 8);
     load.wait_for_more(100);
@@ -159,17 +149,7 @@ fn sigterm_stops_gracefully_and_frees_the_port_and_the_socket_files() {
 #[test]
 fn handoff_stop_returns_once_everything_is_down() {
     let dir = temp_dir();
-    let hello = example("hello");
-    let mut h = Handoff::start(
-        dir.path(),
-        &[
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--",
-            hello.to_str().expect("utf-8"),
-        ],
-    );
-    h.wait_generation(1);
+    let mut h = serve_hello(dir.path(), &[]);
     let addr = h.addr("http");
     let (code, out, err) = client(&["stop", "--control", h.control.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{out}{err}");

@@ -20,6 +20,21 @@ fn installed_copy(dir: &Path) -> PathBuf {
 
 /// Replaces the installed binary (a new file, as a package manager does:
 /// the running one keeps its old inode).
+/// `INSTALLED run --listen http=tcp://127.0.0.1:0 -- hello`, serving.
+fn start_installed(installed: &Path, dir: &Path) -> Handoff {
+    let mut cmd = std::process::Command::new(installed);
+    cmd.arg("run")
+        .arg("--control")
+        .arg(dir.join("control.sock"))
+        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+        .arg(example("hello"))
+        .env("HANDOFF_LOG", "debug")
+        .stdin(std::process::Stdio::null());
+    let mut h = Handoff::spawn(cmd, dir);
+    h.wait_generation(1);
+    h
+}
+
 fn upgrade(h: &Handoff) -> (i32, String, String) {
     client(&["upgrade", "--control", h.control.to_str().expect("utf-8")])
 }
@@ -114,17 +129,7 @@ fn an_upgrade_under_load_keeps_every_connection_and_every_child() {
 fn an_upgrade_to_a_broken_binary_is_refused_and_the_old_supervisor_stays() {
     let dir = temp_dir();
     let installed = installed_copy(dir.path());
-    let hello = example("hello");
-    let mut cmd = std::process::Command::new(&installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
-        .arg(&hello)
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
-    let mut h = Handoff::spawn(cmd, dir.path());
-    h.wait_generation(1);
+    let h = start_installed(&installed, dir.path());
     let children = pids(&h);
 
     write_executable(
@@ -155,17 +160,7 @@ fn an_upgrade_to_a_broken_binary_is_refused_and_the_old_supervisor_stays() {
 fn a_sigterm_during_the_new_binarys_check_is_not_lost() {
     let dir = temp_dir();
     let installed = installed_copy(dir.path());
-    let hello = example("hello");
-    let mut cmd = std::process::Command::new(&installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
-        .arg(&hello)
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
-    let mut h = Handoff::spawn(cmd, dir.path());
-    h.wait_generation(1);
+    let mut h = start_installed(&installed, dir.path());
 
     // The new build's check tells the test it has started, then waits for
     // the test's go: the SIGTERM lands in between, while the old supervisor

@@ -1,7 +1,7 @@
 //! Many workers: slots, rolling restarts, scaling.
 
 use crate::harness::{
-    client, example, get, restart, temp_dir, write_executable, write_script, Handoff,
+    client, example, get, restart, serve_hello_script, temp_dir, write_executable,
 };
 use crate::load::Load;
 
@@ -16,21 +16,10 @@ fn worker_env(pid: u32) -> String {
         .to_string()
 }
 
-fn start(dir: &std::path::Path, extra: &[&str]) -> Handoff {
-    let script = dir.join("server.sh");
-    write_script(&script, example("hello").to_str().expect("utf-8"));
-    let mut args = vec!["--listen", "http=tcp://127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", script.to_str().expect("utf-8")]);
-    let mut h = Handoff::start(dir, &args);
-    h.wait_generation(1);
-    h
-}
-
 #[test]
 fn n_workers_serve_each_with_its_slot() {
     let dir = temp_dir();
-    let h = start(dir.path(), &["--workers", "3"]);
+    let h = serve_hello_script(dir.path(), &["--workers", "3"]);
     let status = h.status();
     let mut slots: Vec<usize> = status.workers.iter().map(|w| w.slot).collect();
     slots.sort_unstable();
@@ -55,7 +44,7 @@ fn n_workers_serve_each_with_its_slot() {
 #[test]
 fn a_rolling_restart_under_load_fails_no_request() {
     let dir = temp_dir();
-    let mut h = start(
+    let mut h = serve_hello_script(
         dir.path(),
         &["--workers", "4", "--strategy", "rolling", "--batch", "1"],
     );
@@ -85,7 +74,7 @@ fn a_rolling_restart_under_load_fails_no_request() {
 #[test]
 fn a_rolling_restart_stops_at_the_failing_batch_and_the_rest_keep_serving() {
     let dir = temp_dir();
-    let h = start(
+    let h = serve_hello_script(
         dir.path(),
         &["--workers", "4", "--strategy", "rolling", "--batch", "2"],
     );
@@ -128,7 +117,7 @@ fn a_rolling_restart_stops_at_the_failing_batch_and_the_rest_keep_serving() {
 #[test]
 fn scaling_up_and_down_under_load_fails_no_request() {
     let dir = temp_dir();
-    let mut h = start(dir.path(), &["--workers", "2"]);
+    let mut h = serve_hello_script(dir.path(), &["--workers", "2"]);
     let control = h.control.to_str().expect("utf-8").to_string();
     let load = Load::start(&h.addr("http"), 16);
     load.wait_for_more(100);
