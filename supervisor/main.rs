@@ -72,21 +72,12 @@ fn check(file: &std::path::Path) -> Exit {
 
 /// The new binary's side of an upgrade: check the state, or take over.
 fn resume(check: bool, state: &std::path::Path) -> Exit {
-    if check {
-        return match handoff::upgrade::check_snapshot(state) {
-            Ok(said) => {
-                println!("{said}");
-                Exit::Ok
-            }
-            Err(e) => {
-                eprintln!("handoff: {e}");
-                Exit::Setup
-            }
-        };
-    }
     let Some(runtime) = runtime() else {
         return Exit::Setup;
     };
+    if check {
+        runtime.block_on(handoff::upgrade::check_takeover(state));
+    }
     match runtime.block_on(handoff::upgrade::resume(state)) {
         Ok(()) => Exit::Ok,
         Err(e) => {

@@ -383,6 +383,20 @@ pub fn somaxconn() -> u32 {
 
 /// A unix socket file left behind by a dead process is replaced; one that
 /// something still listens on, or a file that is not a socket, is not.
+/// Set in an upgrade's check process: it holds copies of the running
+/// supervisor's sockets, and must never remove their files, whatever fails.
+static FILES_BELONG_TO_ANOTHER_PROCESS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, dropping a socket of this process removes no file.
+pub fn keep_files() {
+    FILES_BELONG_TO_ANOTHER_PROCESS.store(true, Ordering::Relaxed);
+}
+
+pub(crate) fn files_kept() -> bool {
+    FILES_BELONG_TO_ANOTHER_PROCESS.load(Ordering::Relaxed)
+}
+
 /// A socket as an upgrade hands it to the new binary (its fd travels
 /// separately, inherited across the exec).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -416,6 +430,9 @@ impl CreatedFile {
 
     /// Removes the file if it is still ours. Best effort: it may be gone.
     fn remove(&self) {
+        if FILES_BELONG_TO_ANOTHER_PROCESS.load(Ordering::Relaxed) {
+            return;
+        }
         use std::os::unix::fs::MetadataExt;
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {

@@ -221,7 +221,8 @@ impl Supervisor {
         self.manager.watchdog();
         let timeout =
             crate::systemd::watchdog_interval().map_or(CHECK_TIMEOUT, |w| w.min(CHECK_TIMEOUT));
-        if let Err(message) = check(&self.binary, &state, timeout) {
+        let first = self.snapshot(reply_fd);
+        if let Err(message) = check(&self.binary, &state, timeout, &handed_on(&first)) {
             return Some((asker, ErrorKind::UpgradeFailed, message));
         }
         let snapshot = self.snapshot(reply_fd);
@@ -364,15 +365,34 @@ fn write(snapshot: &Snapshot, state: &Path) -> Result<(), String> {
     std::fs::write(state, json).map_err(|e| format!("cannot write {}: {e}", state.display()))
 }
 
-fn check(binary: &Path, state: &Path, timeout: Duration) -> Result<(), String> {
-    let child = std::process::Command::new(binary)
-        .args(["__resume", "--check"])
+/// The check gets the very fds the new supervisor will, at the same
+/// numbers, and rebuilds everything from them as the take-over would.
+fn check(binary: &Path, state: &Path, timeout: Duration, fds: &[RawFd]) -> Result<(), String> {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mut mappings = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        // SAFETY: every fd in the snapshot is open in this process for as
+        // long as this function runs.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let parent_fd = borrowed
+            .try_clone_to_owned()
+            .map_err(|e| format!("cannot hand fd {fd} to the check: {e}"))?;
+        mappings.push(FdMapping {
+            parent_fd,
+            child_fd: fd,
+        });
+    }
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(["__resume", "--check"])
         .arg(state)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.fd_mappings(mappings).map_err(|e| e.to_string())?;
+    let child = cmd
         .spawn()
         .map_err(|e| format!("cannot run the new binary {}: {e}", binary.display()))?;
+    drop(cmd);
     match crate::sys::wait_for_exit(child.id(), timeout) {
         Ok(true) => {}
         _ => {
@@ -380,7 +400,7 @@ fn check(binary: &Path, state: &Path, timeout: Duration) -> Result<(), String> {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "the new binary {} did not finish its check within {CHECK_TIMEOUT:?}",
+                "the new binary {} did not finish its check within {timeout:?}",
                 binary.display()
             ));
         }
@@ -405,16 +425,36 @@ fn check(binary: &Path, state: &Path, timeout: Duration) -> Result<(), String> {
     ))
 }
 
-/// `handoff __resume --check STATE`: can this binary take over?
-pub fn check_snapshot(state: &Path) -> Result<String, String> {
-    let snapshot = read(state)?;
-    Ok(format!(
-        "handoff {} can take over from {} ({} sockets, {} generations)",
-        env!("CARGO_PKG_VERSION"),
-        snapshot.from_version,
-        snapshot.sockets.len(),
-        snapshot.generations.len()
-    ))
+/// `handoff __resume --check STATE`, run by the old supervisor with the fds
+/// the snapshot names: this binary rebuilds the whole supervisor from them,
+/// as the take-over will, then exits at once. It must not run a single
+/// task (a notify reader would take a child's READY=1 meant for the old
+/// supervisor) nor drop a socket (which would remove its file): it exits
+/// without returning, so no destructor runs.
+pub async fn check_takeover(state: &Path) -> ! {
+    // Whatever fails below, the running supervisor's files stay.
+    crate::sockets::keep_files();
+    let result = read(state).and_then(|snapshot| {
+        let taken = take_over(&snapshot).map_err(|e| e.to_string())?;
+        std::mem::forget(taken);
+        Ok(format!(
+            "handoff {} can take over from {} ({} sockets, {} generations)",
+            env!("CARGO_PKG_VERSION"),
+            snapshot.from_version,
+            snapshot.sockets.len(),
+            snapshot.generations.len()
+        ))
+    });
+    match result {
+        Ok(said) => {
+            println!("{said}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("handoff: {e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 fn read(state: &Path) -> Result<Snapshot, String> {
