@@ -35,6 +35,8 @@ impl Supervisor {
 
     fn on_exit(&mut self, place: Place, exited: std::io::Result<()>) {
         let worker = self.take(place);
+        // Only a process known to have exited is reaped (waitpid would
+        // block otherwise); if even waiting failed, it is reported as such.
         let status = exited.and_then(|()| crate::sys::reap(worker.pid));
         let how = match &status {
             Ok(s) => describe_exit(s),

@@ -109,7 +109,27 @@ pub async fn exited(pid: u32) -> io::Result<()> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, libc::PIDFD_NONBLOCK) };
     if fd < 0 {
-        return Err(io::Error::last_os_error());
+        // No pidfd (no fd left, or a kernel before 5.3): wait in a thread
+        // instead, still without reaping, so the loop never blocks on it.
+        tracing::debug!(
+            "pidfd_open({pid}): {}; waiting in a thread",
+            io::Error::last_os_error()
+        );
+        return tokio::task::spawn_blocking(move || {
+            use nix::sys::wait::{waitid, Id, WaitPidFlag};
+            loop {
+                match waitid(
+                    Id::Pid(nix::unistd::Pid::from_raw(raw_pid)),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+                ) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(io::Error::from(e)),
+                    Ok(_) => return Ok(()),
+                }
+            }
+        })
+        .await
+        .map_err(io::Error::other)?;
     }
     let fd = i32::try_from(fd).expect("fds fit in an int");
     // SAFETY: fd was just returned to us by pidfd_open and is owned here.
