@@ -475,6 +475,16 @@ fn remove_stale_unix_socket(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn spec(name: &str, listen: ListenAddr, mode: Option<u32>) -> SocketSpec {
+        SocketSpec {
+            name: name.into(),
+            listen,
+            backlog: None,
+            reuse_port: false,
+            mode,
+        }
+    }
+
     #[test]
     fn parses_addresses() {
         assert_eq!(
@@ -518,13 +528,7 @@ mod tests {
 
     #[test]
     fn port_zero_reports_the_real_port() {
-        let spec = SocketSpec {
-            name: "t".into(),
-            listen: "tcp://127.0.0.1:0".parse().unwrap(),
-            backlog: None,
-            reuse_port: false,
-            mode: None,
-        };
+        let spec = spec("t", "tcp://127.0.0.1:0".parse().unwrap(), None);
         let bound = BoundSocket::bind(&spec).unwrap();
         let addr: SocketAddr = bound.local.parse().unwrap();
         assert_ne!(addr.port(), 0);
@@ -534,13 +538,7 @@ mod tests {
     fn stale_unix_socket_is_replaced_but_live_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        let spec = SocketSpec {
-            name: "u".into(),
-            listen: ListenAddr::Unix(path.clone()),
-            backlog: None,
-            reuse_port: false,
-            mode: Some(0o600),
-        };
+        let spec = spec("u", ListenAddr::Unix(path.clone()), Some(0o600));
         // A stale file: bound, then the listener dropped without unlinking.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         let first = BoundSocket::bind(&spec).unwrap();
@@ -557,13 +555,7 @@ mod tests {
 
     #[test]
     fn a_udp_socket_cannot_be_taken_over() {
-        let spec = SocketSpec {
-            name: "dns".into(),
-            listen: "udp://127.0.0.1:0".parse().unwrap(),
-            backlog: None,
-            reuse_port: false,
-            mode: None,
-        };
+        let spec = spec("dns", "udp://127.0.0.1:0".parse().unwrap(), None);
         let bound = BoundSocket::bind(&spec).unwrap();
         let addr: SocketAddr = bound.local.parse().unwrap();
         let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
@@ -579,13 +571,7 @@ mod tests {
     fn a_file_that_replaced_ours_is_not_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        let spec = SocketSpec {
-            name: "u".into(),
-            listen: ListenAddr::Unix(path.clone()),
-            backlog: None,
-            reuse_port: false,
-            mode: None,
-        };
+        let spec = spec("u", ListenAddr::Unix(path.clone()), None);
         let ours = BoundSocket::bind(&spec).unwrap();
         std::fs::remove_file(&path).unwrap();
         let theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();
