@@ -240,3 +240,19 @@ pub fn exec_keeping(
     }
     err
 }
+
+/// The pids of this process's children, from /proc (needs
+/// CONFIG_PROC_CHILDREN; empty without it).
+pub fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}

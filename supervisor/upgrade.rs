@@ -529,7 +529,37 @@ pub async fn resume(state: &Path) -> Result<(), RunError> {
         let _ = std::io::Write::write_all(stream, &protocol::encode(&answer));
     }
     drop(reply);
+    reap_strays(&sup);
     supervisor::serve(sup, signals, inbox).await
+}
+
+/// Children of this process that are not workers were the old supervisor's
+/// own helpers (a readiness probe that was running at the exec): nothing
+/// here waits for them, so end and reap them rather than leave zombies.
+fn reap_strays(sup: &Supervisor) {
+    let workers: Vec<u32> = sup
+        .slots
+        .iter()
+        .filter_map(|s| s.active.as_ref())
+        .chain(&sup.draining)
+        .map(|w| w.pid)
+        .collect();
+    for pid in crate::sys::children()
+        .into_iter()
+        .filter(|p| !workers.contains(p))
+    {
+        // SIGKILL ends it at once, so waiting for it here is brief.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        match crate::sys::reap(pid) {
+            Ok(_) => tracing::info!(
+                "ended pid {pid}, a helper of the old supervisor (a readiness probe)"
+            ),
+            Err(e) => tracing::warn!("cannot reap pid {pid}, a helper of the old supervisor: {e}"),
+        }
+    }
 }
 
 /// Rebuilds the supervisor from a snapshot: the fds it names, its

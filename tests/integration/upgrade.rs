@@ -200,3 +200,52 @@ fn a_sigterm_during_the_new_binarys_check_is_not_lost() {
     h.wait_log("SIGTERM: stopping gracefully");
     assert_eq!(h.wait_exit().code(), Some(0), "{}", h.log());
 }
+
+#[test]
+fn a_readiness_probe_running_at_an_upgrade_is_not_left_behind() {
+    let dir = temp_dir();
+    let installed = installed_copy(dir.path());
+    let go = dir.path().join("go");
+    // A probe that runs until the test says go: at the upgrade, it is
+    // certainly running, a child of the old supervisor.
+    let probe = format!("while [ ! -e {} ]; do sleep 0.05; done", go.display());
+    let mut cmd = std::process::Command::new(&installed);
+    cmd.arg("run")
+        .arg("--control")
+        .arg(dir.path().join("control.sock"))
+        .args([
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--ready",
+            "exec",
+            "--ready-command",
+            &probe,
+            "--",
+        ])
+        .arg(example("hello"))
+        .env("HANDOFF_LOG", "debug")
+        .stdin(std::process::Stdio::null());
+    let mut h = Handoff::spawn(cmd, dir.path());
+    h.wait_log("starting generation 1");
+    assert_eq!(h.status().workers[0].state, "starting");
+
+    let (code, out, err) = upgrade(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = h.wait_log("a helper of the old supervisor (a readiness probe)");
+    let pid: i32 = line
+        .split("ended pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a pid in the line");
+    // Reaped: not even a zombie is left.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} is still there"
+    );
+
+    // The new supervisor runs its own probe, and the worker becomes ready.
+    std::fs::write(&go, "").expect("touch");
+    h.wait_generation(1);
+    assert_eq!(h.status().workers[0].state, "ready");
+}
