@@ -213,6 +213,10 @@ struct ExecImage {
     listen_pid_digits: *mut u8,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// For a script without `#!` (ENOEXEC): `/bin/sh PATH ARGS...`, as
+    /// execvp does.
+    sh: CString,
+    sh_argv_ptrs: Vec<*const libc::c_char>,
     /// The supervisor's pid, to check it is still the parent.
     parent: libc::pid_t,
 }
@@ -253,6 +257,10 @@ impl ExecImage {
         let listen_pid_digits = unsafe { base.add(LISTEN_PID.len()) };
         let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
+        let sh = CString::new("/bin/sh").expect("no NUL in a literal");
+        let mut sh_argv_ptrs = vec![sh.as_ptr(), path.as_ptr()];
+        sh_argv_ptrs.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
+        sh_argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
         envp_ptrs.push(base.cast_const().cast());
         envp_ptrs.push(std::ptr::null());
@@ -264,6 +272,8 @@ impl ExecImage {
             listen_pid_digits,
             argv_ptrs,
             envp_ptrs,
+            sh,
+            sh_argv_ptrs,
             // SAFETY: getpid cannot fail and has no preconditions.
             parent: unsafe { libc::getpid() },
         }
@@ -302,7 +312,18 @@ impl ExecImage {
                 self.envp_ptrs.as_ptr(),
             );
         }
-        Err(io::Error::last_os_error())
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOEXEC) {
+            // SAFETY: as above; the shell's argv points into `self` too.
+            unsafe {
+                libc::execve(
+                    self.sh.as_ptr(),
+                    self.sh_argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                );
+            }
+        }
+        Err(err)
     }
 }
 

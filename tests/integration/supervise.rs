@@ -239,3 +239,28 @@ fn an_address_in_use_stops_the_start_naming_the_socket() {
         "{log}"
     );
 }
+
+#[test]
+fn a_script_without_a_shebang_runs_with_sh_as_execvp_would() {
+    let dir = temp_dir();
+    let script = dir.path().join("server");
+    crate::harness::write_executable(&script, &format!("exec {}\n", example("hello").display()));
+    let mut h = Handoff::start(
+        dir.path(),
+        &[
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--",
+            script.to_str().expect("utf-8"),
+        ],
+    );
+    h.wait_generation(1);
+    let (status, body) = get(&h.addr("http"), "/env").expect("serves");
+    assert_eq!(status, 200);
+    let env: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        env["listen_pid"],
+        env["pid"].to_string(),
+        "the shell exec'd, keeping the pid"
+    );
+}
