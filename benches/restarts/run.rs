@@ -116,9 +116,17 @@ impl Supervisor {
         }
     }
 
-    fn restart(&self) -> handoff::protocol::RestartReport {
+    /// One restart, waiting for the old generation to be gone; `asked` is
+    /// measured from `epoch`.
+    fn restart(&self, epoch: Instant) -> RestartTiming {
+        let asked = epoch.elapsed();
         match handoff::control::call(&self.control, &Request::Restart { drained: true }) {
-            Ok(Response::Restarted(r)) => r,
+            Ok(Response::Restarted(r)) => RestartTiming {
+                asked,
+                ready: us(r.ready_us),
+                child: Some(us(r.child_ready_us)),
+                old_gone: Duration::from_millis(r.drained_ms.unwrap_or(r.ready_ms)),
+            },
             other => panic!("restart failed: {other:?}"),
         }
     }
@@ -147,14 +155,7 @@ pub fn under_handoff(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
     std::thread::sleep(plan.warmup);
     let mut restarts = Vec::with_capacity(plan.restarts);
     for _ in 0..plan.restarts {
-        let asked = load.epoch.elapsed();
-        let r = sup.restart();
-        restarts.push(RestartTiming {
-            asked,
-            ready: us(r.ready_us),
-            child: Some(us(r.child_ready_us)),
-            old_gone: Duration::from_millis(r.drained_ms.unwrap_or(r.ready_ms)),
-        });
+        restarts.push(sup.restart(load.epoch));
         std::thread::sleep(plan.interval);
     }
     std::thread::sleep(plan.warmup);
@@ -231,14 +232,7 @@ pub fn scaling(bins: &Binaries, restarts: usize, workers: usize, sockets: usize)
     let mut timings = Vec::with_capacity(restarts);
     let epoch = Instant::now();
     for _ in 0..restarts {
-        let asked = epoch.elapsed();
-        let r = sup.restart();
-        timings.push(RestartTiming {
-            asked,
-            ready: us(r.ready_us),
-            child: Some(us(r.child_ready_us)),
-            old_gone: Duration::from_millis(r.drained_ms.unwrap_or(r.ready_ms)),
-        });
+        timings.push(sup.restart(epoch));
     }
     figures(&[], &timings)
 }
