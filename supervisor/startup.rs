@@ -202,8 +202,12 @@ pub async fn run(
         pending_upgrade: None,
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
+    // The loop below runs as long as the supervisor does: a reference to
+    // the first generation held here would keep its sockets open after a
+    // reload removed them.
+    drop(first);
     for slot in 0..sup.slots.len() {
-        match sup.launch(first.clone(), slot) {
+        match sup.launch(sup.serving.clone(), slot) {
             Ok(worker) => sup.slots[slot].active = Some(worker),
             Err(e) => {
                 // Those already started go with the supervisor.

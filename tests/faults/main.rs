@@ -14,3 +14,4 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../integration/load.rs"]
 mod load;
+mod sockets;
