@@ -46,6 +46,7 @@ impl Supervisor {
             WorkerState::Killed { reason } => format!("{how} (killed: {reason})"),
             _ => how,
         };
+        self.adopt_group(&worker);
         match place {
             Place::Draining(_) => {
                 match worker.state {

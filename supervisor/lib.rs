@@ -44,6 +44,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod exit;
+pub mod groups;
 pub mod notify;
 pub mod protocol;
 pub mod reconfigure;

@@ -200,6 +200,8 @@ pub async fn run(
         binary: crate::upgrade::own_binary(),
         upgrades: 0,
         pending_upgrade: None,
+        leftovers: Default::default(),
+        groups_check_due: false,
     };
     tracing::info!("starting generation 1: {}", first.spec.command.join(" "));
     // The loop below runs as long as the supervisor does: a reference to

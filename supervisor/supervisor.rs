@@ -16,10 +16,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
 use crate::config::{Overrides, ProgramSpec, SighupAction};
 use crate::control::{ControlBindError, ControlCall};
+use crate::groups::{Leftovers, Outcome};
 use crate::protocol::{ErrorKind, Request, Response};
 use crate::rollout::Rollout;
 use crate::sockets::{BindError, BoundSocket, SocketSet};
@@ -37,7 +39,12 @@ pub(crate) const CONTROL_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum Event {
     Worker(WorkerId, WorkerEvent),
-    RespawnDue { slot: usize, token: u64 },
+    RespawnDue {
+        slot: usize,
+        token: u64,
+    },
+    /// Time to look at the process groups workers left behind.
+    CheckGroups,
 }
 
 pub type Waiter = oneshot::Sender<Response>;
@@ -161,6 +168,10 @@ pub struct Supervisor {
     pub(crate) upgrades: u32,
     /// An upgrade asked for (by a client, or SIGUSR2 with no one to answer).
     pub(crate) pending_upgrade: Option<Option<crate::upgrade::Asker>>,
+    /// Process groups whose worker exited while others of the group live
+    /// on (`groups.rs`), and whether a check of them is already due.
+    pub(crate) leftovers: Leftovers,
+    pub(crate) groups_check_due: bool,
 }
 
 /// Where a worker is.
@@ -303,7 +314,69 @@ impl Supervisor {
                 // else: a late event about a worker already gone
             }
             Event::RespawnDue { slot, token } => self.on_respawn_due(slot, token),
+            Event::CheckGroups => {
+                self.groups_check_due = false;
+                self.check_groups();
+            }
         }
+    }
+
+    /// A worker has exited and was reaped: the rest of its process group,
+    /// if any, is told to stop (unless its stop signal already reached the
+    /// whole group) and waited for, with SIGKILL at the drain deadline.
+    pub(crate) fn adopt_group(&mut self, worker: &Worker) {
+        let spec = &worker.generation.spec;
+        let (signal, deadline) = match &worker.state {
+            crate::worker::WorkerState::Draining { deadline } => (None, *deadline),
+            crate::worker::WorkerState::Killed { .. } => (Some(Signal::SIGKILL), Instant::now()),
+            _ => (Some(spec.stop_signal), Instant::now() + spec.drain_timeout),
+        };
+        let left = self
+            .leftovers
+            .adopt(worker.pid, worker.to_string(), signal, deadline);
+        if left > 0 {
+            tracing::warn!(
+                "{worker} is gone, but {left} process(es) of its process group live on (holding its sockets); {}",
+                match signal {
+                    Some(Signal::SIGKILL) => "sent them SIGKILL".to_string(),
+                    Some(s) => format!("sent them {s}, SIGKILL in {}", crate::ms(spec.drain_timeout)),
+                    None => format!(
+                        "SIGKILL in {}",
+                        crate::ms(deadline.saturating_duration_since(Instant::now()))
+                    ),
+                }
+            );
+            self.arm_groups_check();
+        }
+    }
+
+    fn check_groups(&mut self) {
+        for outcome in self.leftovers.check(Instant::now()) {
+            match outcome {
+                Outcome::Gone { owner, pgid } => {
+                    tracing::info!("the rest of process group {pgid} ({owner}) is gone")
+                }
+                Outcome::Killed { owner, pgid } => tracing::warn!(
+                    "process group {pgid} ({owner}) still runs at its drain deadline; sending SIGKILL"
+                ),
+                Outcome::GivenUp { owner, pgid } => tracing::error!(
+                    "process group {pgid} ({owner}) is still there after SIGKILL (uninterruptible sleep?); no longer waiting for it"
+                ),
+            }
+        }
+        self.arm_groups_check();
+    }
+
+    pub(crate) fn arm_groups_check(&mut self) {
+        if self.leftovers.is_empty() || self.groups_check_due {
+            return;
+        }
+        self.groups_check_due = true;
+        let tx = self.sink.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::groups::CHECK_EVERY).await;
+            let _ = tx.send(Event::CheckGroups);
+        });
     }
 
     fn handle_call(&mut self, call: ControlCall) {
@@ -359,6 +432,8 @@ impl Supervisor {
                 for w in &mut self.draining {
                     w.kill("forced stop".into());
                 }
+                self.leftovers.kill_all(Instant::now());
+                self.check_groups();
             }
             return;
         }
@@ -402,6 +477,7 @@ impl Supervisor {
     fn finished(&self) -> bool {
         self.shutdown.is_some()
             && self.draining.is_empty()
+            && self.leftovers.is_empty()
             && self
                 .slots
                 .iter()

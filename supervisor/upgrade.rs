@@ -87,6 +87,18 @@ pub struct Snapshot {
     pub uptime_ms: u64,
     pub manager_ready: bool,
     pub last_failure: Option<String>,
+    /// Process groups whose worker is gone but not the rest (absent in
+    /// the snapshots of binaries that did not track them).
+    #[serde(default)]
+    pub leftovers: Vec<GroupSnapshot>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    pub pgid: u32,
+    pub owner: String,
+    pub deadline_in: Duration,
+    pub killed_ago: Option<Duration>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -340,6 +352,17 @@ impl Supervisor {
             uptime_ms: supervisor::ms_u64(self.started.elapsed()),
             manager_ready: self.manager.is_ready(),
             last_failure: self.last_failure.clone(),
+            leftovers: self
+                .leftovers
+                .groups()
+                .iter()
+                .map(|g| GroupSnapshot {
+                    pgid: g.pgid,
+                    owner: g.owner.clone(),
+                    deadline_in: g.deadline.saturating_duration_since(Instant::now()),
+                    killed_ago: g.killed.map(|at| at.elapsed()),
+                })
+                .collect(),
         }
     }
 }
@@ -681,9 +704,19 @@ fn take_over(snapshot: &Snapshot) -> Result<(Supervisor, Inbox), RunError> {
         binary: snapshot.binary.clone(),
         upgrades: snapshot.upgrades + 1,
         pending_upgrade: None,
+        leftovers: Default::default(),
+        groups_check_due: false,
     };
     for (slot, generation) in respawns {
         sup.respawn_soon(slot, generation);
     }
+    sup.leftovers
+        .restore(snapshot.leftovers.iter().map(|g| crate::groups::Group {
+            pgid: g.pgid,
+            owner: g.owner.clone(),
+            deadline: now + g.deadline_in,
+            killed: g.killed_ago.map(|ago| now.checked_sub(ago).unwrap_or(now)),
+        }));
+    sup.arm_groups_check();
     Ok((sup, inbox))
 }

@@ -291,10 +291,14 @@ impl Worker {
         }
         self.cancel_timers();
         let signal = self.generation.spec.stop_signal;
-        // Only the child itself: it decides how to stop its own children
-        // (a gunicorn arbiter drains its workers). The SIGKILL that follows
-        // a missed deadline goes to the whole process group.
-        if let Err(e) = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), signal) {
+        // The whole process group, as the SIGKILL that follows a missed
+        // deadline: processes the child forked hold its sockets too (a
+        // shell wrapper's server, a helper), and must stop with it. A
+        // server with workers of its own (a gunicorn arbiter) has them
+        // told directly as well, which is how `kill -TERM -PGID` from a
+        // terminal or a service manager's KillMode=control-group works.
+        // The pid is not reaped yet, so the group id is still ours.
+        if let Err(e) = killpg(Pid::from_raw(self.pid as i32), signal) {
             tracing::debug!("{self}: cannot send {signal}: {e}");
         }
         let timeout = self.generation.spec.drain_timeout;
