@@ -15,4 +15,6 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../integration/load.rs"]
 mod load;
+mod wait;
+
 mod sockets;

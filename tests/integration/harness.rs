@@ -361,19 +361,3 @@ pub fn write_executable(path: &Path, content: &str) {
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
     std::fs::rename(&tmp, path).expect("replace script");
 }
-
-/// Waits until `cond` holds, checking again each time it does not (no
-/// fixed sleep: a short yield between checks), and panics naming `what`
-/// after `DEADLINE`. For conditions no log line announces (a port
-/// refused, a process gone).
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    let mut pause = Duration::from_millis(1);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        // A back-off between checks, not a synchronisation: the condition
-        // decides, the pause only keeps the check from spinning.
-        std::thread::park_timeout(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
