@@ -337,7 +337,7 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
             .map_err(|err| format!("cannot bind {addr}: {err}")),
         None => Listener::take(&mut listen_fds),
     };
-    let listener = match taken {
+    let mut listener = match taken {
         Ok(listener) => listener,
         Err(msg) => {
             eprintln!("hello: {msg}");
@@ -364,7 +364,7 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
         shutdown: shutdown_rx,
         alive,
     };
-    let signal = loop {
+    let signal = 'serving: loop {
         let accepted = tokio::select! {
             // Check for a signal first, so we stop accepting as soon as one
             // arrives.
@@ -379,10 +379,28 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
                 // For example EMFILE (too many open files): log it, pause,
                 // and try again rather than crash.
                 eprintln!("hello: accept failed: {err}");
-                tokio::select! {
-                    _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
-                    signal = signals.recv() => break signal,
+                // A listener someone shut down (EINVAL) waits until handoff
+                // makes it listen again. It reported "closed" to tokio,
+                // which keeps that for good and would spin on accept once
+                // it listens again: then register it afresh.
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                        signal = signals.recv() => break 'serving signal,
+                    }
+                    if listener.is_listening() {
+                        break;
+                    }
                 }
+                listener = match listener.renew() {
+                    Ok(renewed) => renewed,
+                    Err(err) => {
+                        // The listener is gone with the error: let handoff
+                        // start another worker.
+                        eprintln!("hello: cannot use the listener again: {err}");
+                        std::process::exit(1);
+                    }
+                };
             }
         }
     };
@@ -591,6 +609,23 @@ impl Listener {
     fn unix(listener: std::os::unix::net::UnixListener) -> io::Result<Listener> {
         listener.set_nonblocking(true)?;
         UnixListener::from_std(listener).map(Listener::Unix)
+    }
+
+    /// Whether the socket accepts connections (SO_ACCEPTCONN).
+    fn is_listening(&self) -> bool {
+        let listening = match self {
+            Listener::Tcp(listener) => socket2::SockRef::from(listener).is_listener(),
+            Listener::Unix(listener) => socket2::SockRef::from(listener).is_listener(),
+        };
+        listening.unwrap_or(true)
+    }
+
+    /// The same socket with a fresh registration in tokio's poller.
+    fn renew(self) -> io::Result<Listener> {
+        match self {
+            Listener::Tcp(listener) => Self::tcp(listener.into_std()?),
+            Listener::Unix(listener) => Self::unix(listener.into_std()?),
+        }
     }
 
     async fn accept(&self) -> io::Result<Accepted> {

@@ -47,6 +47,7 @@ impl Supervisor {
             _ => how,
         };
         self.adopt_group(&worker);
+        self.check_sockets();
         match place {
             Place::Draining(_) => {
                 match worker.state {

@@ -140,6 +140,17 @@ pub struct SocketStatus {
     /// The fd number children receive it on.
     pub fd: u32,
     pub backlog: Option<u32>,
+    /// Whether it accepts connections (false: a child shut it down and it
+    /// could not be made to listen again). Always true for UDP.
+    #[serde(default = "yes")]
+    pub listening: bool,
+    /// How often a child shut it down and handoff made it listen again.
+    #[serde(default)]
+    pub revived: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,6 +32,7 @@ impl Supervisor {
                 ),
             );
         }
+        self.check_sockets();
         let before = self.slots.len();
         self.next_spec = Arc::new(ProgramSpec {
             workers,

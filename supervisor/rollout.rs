@@ -70,6 +70,7 @@ impl Supervisor {
     }
 
     fn start_rollout(&mut self, waiters: Vec<RestartWaiter>) {
+        self.check_sockets();
         self.last_generation += 1;
         let generation = Arc::new(Generation {
             number: self.last_generation,
@@ -187,6 +188,7 @@ impl Supervisor {
     }
 
     fn finish_rollout(&mut self) {
+        self.check_sockets();
         let rollout = self.rollout.take().expect("a rollout is in progress");
         self.last_failure = None;
         let workers = rollout.generation.spec.workers;

@@ -175,6 +175,9 @@ pub struct BoundSocket {
     created_file: Option<CreatedFile>,
     /// The backlog in effect (a reload may change it); 0 for UDP.
     backlog: AtomicU32,
+    /// How often a child shut the listener down and it was made to listen
+    /// again ([`BoundSocket::relisten_if_shut_down`]).
+    revived: AtomicU32,
 }
 
 impl BoundSocket {
@@ -241,6 +244,7 @@ impl BoundSocket {
             local: String::new(),
             created_file,
             backlog: AtomicU32::new(0),
+            revived: AtomicU32::new(0),
         };
         if let (Some(mode), Some(CreatedFile { path, .. })) = (spec.mode, &bound.created_file) {
             // Before listen(), so no client can connect under the old mode.
@@ -273,6 +277,7 @@ impl BoundSocket {
             local: self.local.clone(),
             created_file: self.created_file.clone(),
             backlog: self.backlog.load(Ordering::Relaxed),
+            revived: self.revived(),
         }
     }
 
@@ -284,6 +289,7 @@ impl BoundSocket {
             local: snapshot.local,
             created_file: snapshot.created_file,
             backlog: AtomicU32::new(snapshot.backlog),
+            revived: AtomicU32::new(snapshot.revived),
         }
     }
 
@@ -299,6 +305,7 @@ impl BoundSocket {
             created_file: None,
             // The activator chose it (Backlog= in a .socket unit).
             backlog: AtomicU32::new(0),
+            revived: AtomicU32::new(0),
         })
     }
 
@@ -308,6 +315,56 @@ impl BoundSocket {
             0 => None,
             b => Some(b),
         }
+    }
+
+    /// Whether it accepts connections (always true for UDP, and for a unix
+    /// socket, whose shutdown does not show).
+    pub fn is_listening(&self) -> bool {
+        !matches!(self.spec.listen, ListenAddr::Tcp(_))
+            || self.socket.is_listener().unwrap_or(false)
+    }
+
+    /// How often a child shut this listener down and it was revived.
+    pub fn revived(&self) -> u32 {
+        self.revived.load(Ordering::Relaxed)
+    }
+
+    /// A child that calls `shutdown()` on the shared listener (DESIGN.md:
+    /// never do that) takes it out of the LISTEN state for every process
+    /// that holds it: new connections are refused from then on, whatever
+    /// generation runs. Linux leaves such a TCP socket bound and
+    /// unconnected, so `listen()` on the very same socket makes it listen
+    /// again: every child keeps its fd, and nothing is rebound. Returns
+    /// Ok(false) when the socket listens (or is not a TCP listener),
+    /// Ok(true) when it was revived. (A unix listener that was shut down
+    /// still reports listening and refuses connections; it cannot be told
+    /// apart without a connection a child would then accept.)
+    pub fn relisten_if_shut_down(&self) -> io::Result<bool> {
+        if !matches!(self.spec.listen, ListenAddr::Tcp(_)) || self.socket.is_listener()? {
+            return Ok(false);
+        }
+        let bound: SocketAddr = self
+            .local
+            .parse()
+            .map_err(|_| io::Error::other(format!("unknown address {}", self.local)))?;
+        // A port the kernel chose (port 0 in the config) is released by
+        // the shutdown (though getsockname still shows it), and listen()
+        // alone would pick another one: bind the one clients know first.
+        // A port given explicitly stays bound, and bind says EINVAL.
+        match self.socket.bind(&bound.into()) {
+            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
+            _ => {}
+        }
+        let backlog = self.backlog().unwrap_or_else(somaxconn);
+        self.socket
+            .listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+        if self.socket.local_addr()?.as_socket() != Some(bound) {
+            return Err(io::Error::other(format!(
+                "it listens again, but not on {bound}"
+            )));
+        }
+        self.revived.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Applies a reloaded spec for the same address to this socket without
@@ -406,6 +463,8 @@ pub struct SocketSnapshot {
     pub local: String,
     pub created_file: Option<CreatedFile>,
     pub backlog: u32,
+    #[serde(default)]
+    pub revived: u32,
 }
 
 /// A unix socket file this supervisor created, known by its inode, so that

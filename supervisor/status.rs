@@ -64,6 +64,8 @@ impl Supervisor {
                     address: s.local.clone(),
                     fd: u32::try_from(FIRST_FD + i).unwrap_or(u32::MAX),
                     backlog: s.backlog(),
+                    listening: s.is_listening(),
+                    revived: s.revived(),
                 })
                 .collect(),
             workers,

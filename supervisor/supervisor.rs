@@ -245,6 +245,44 @@ pub(crate) fn log_socket(socket: &BoundSocket, index: usize, how: &str) {
 }
 
 impl Supervisor {
+    /// Makes every held TCP listener that a child shut down listen again,
+    /// loudly (see [`BoundSocket::relisten_if_shut_down`]). Called where
+    /// it matters and costs one getsockopt per socket: when a worker exits,
+    /// when a restart starts and ends, on scale, upgrade and status.
+    pub(crate) fn check_sockets(&self) {
+        let held = self
+            .slots
+            .iter()
+            .flat_map(|s| s.active.iter().chain(&s.incoming));
+        let mut seen: Vec<&Arc<BoundSocket>> = Vec::new();
+        let sockets = self
+            .next_sockets
+            .iter()
+            .chain(held.flat_map(|w| w.generation.sockets.iter()));
+        for socket in sockets {
+            if seen.iter().any(|s| Arc::ptr_eq(s, socket)) {
+                continue;
+            }
+            seen.push(socket);
+            match socket.relisten_if_shut_down() {
+                Ok(false) => {}
+                Ok(true) => tracing::error!(
+                    "socket {} ({}) had stopped listening: a child called shutdown() on the shared listener, \
+                     which refuses every new connection for all generations (a server must only close its copy); \
+                     it listens again (revived {} time(s))",
+                    socket.spec.name,
+                    socket.local,
+                    socket.revived()
+                ),
+                Err(e) => tracing::error!(
+                    "socket {} ({}) is not listening and cannot listen again: {e}; restart handoff to bind it anew",
+                    socket.spec.name,
+                    socket.local
+                ),
+            }
+        }
+    }
+
     pub(crate) fn launch(
         &mut self,
         generation: Arc<Generation>,
@@ -382,6 +420,7 @@ impl Supervisor {
     fn handle_call(&mut self, call: ControlCall) {
         match call.request {
             Request::Status => {
+                self.check_sockets();
                 let _ = call.reply.send(Response::Status(self.status()));
             }
             Request::Restart { drained } => self.request_restart(Some(RestartWaiter {

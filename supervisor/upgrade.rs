@@ -210,6 +210,7 @@ pub(crate) async fn upgrade(
         crate::sys::unblock_signals();
         return refuse(asker, kind, message);
     }
+    sup.check_sockets();
     let err = sup.upgrade_now(asker);
     crate::sys::unblock_signals();
     if let Some((asker, kind, message)) = err {

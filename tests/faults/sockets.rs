@@ -61,3 +61,52 @@ fn a_socket_removed_by_reload_closes_and_can_be_added_back() {
     TcpStream::connect(&extra).expect("the re-added socket listens");
     assert_eq!(h.status().sockets.len(), 2);
 }
+
+/// Issue 7.6: a child that calls shutdown() on the shared listener took
+/// the service down for good, silently, while restart, scale and upgrade
+/// reported success. handoff now notices and makes it listen again.
+#[test]
+fn a_listener_a_child_shut_down_listens_again() {
+    let dir = temp_dir();
+    let trigger = dir.path().join("shutdown-next");
+    let script = dir.path().join("server.sh");
+    crate::harness::write_executable(
+        &script,
+        &format!(
+            "#!/bin/sh\nif [ -e {t} ]; then rm {t}; python3 -c 'import socket; socket.socket(fileno=3).shutdown(socket.SHUT_RDWR)'; fi\nexec {hello}\n",
+            t = trigger.display(),
+            hello = example("hello").display()
+        ),
+    );
+    let mut h = Handoff::start(
+        dir.path(),
+        &[
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--",
+            script.to_str().expect("utf-8"),
+        ],
+    );
+    h.wait_generation(1);
+    let addr = h.addr("http");
+    std::fs::write(&trigger, "").expect("touch");
+    let (code, out, err) = crate::harness::restart(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!trigger.exists(), "generation 2 shut the listener down");
+    // At the latest, status notices it.
+    let status = h.status();
+    let socket = &status.sockets[0];
+    assert!(socket.listening, "{status:?}");
+    assert_eq!(socket.revived, 1, "{status:?}");
+    h.wait_log("had stopped listening: a child called shutdown()");
+    let mut served = false;
+    eventually("the revived socket serves", || {
+        served = matches!(get(&addr, "/"), Ok((200, _)));
+        served
+    });
+    // And it stays so through another restart.
+    let (code, out, err) = crate::harness::restart(&h);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(get(&addr, "/").expect("serves").0, 200);
+    assert_eq!(h.status().sockets[0].revived, 1);
+}
