@@ -1,6 +1,7 @@
 //! Issue 7, item 3: the runtime directory (the children's notify sockets,
 //! an upgrade's state) is private whatever the umask handoff was started
-//! with, and its files are never written through a symlink.
+//! with, its files are never written through a symlink, and a SIGKILLed
+//! supervisor's directory is cleaned up by the next one, never a live one's.
 //!
 //! Each test points XDG_RUNTIME_DIR at its own temp dir, so the tests do
 //! not see each other's directories.
@@ -9,6 +10,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
 
 use crate::harness::{client, example, handoff_bin, temp_dir, write_executable, Handoff};
 
@@ -161,4 +164,67 @@ fn the_upgrade_state_file_is_0600_while_an_upgrade_runs() {
         seen, "600\n600\n",
         "the state file's mode, check and take-over"
     );
+}
+
+#[test]
+fn a_killed_supervisors_runtime_dir_is_removed_at_the_next_start_and_a_live_ones_kept() {
+    let dir = temp_dir();
+    let base = subdir(dir.path(), "run");
+    let bin: &Path = handoff_bin().as_ref();
+    let live = start(bin, &subdir(dir.path(), "live"), &base, 0o022);
+    let live_dir = the_runtime_dir(&base);
+
+    let mut killed = start(bin, &subdir(dir.path(), "killed"), &base, 0o022);
+    let killed_dir = runtime_dirs(&base)
+        .into_iter()
+        .find(|d| *d != live_dir)
+        .expect("the second supervisor's directory");
+    let killed_pid = killed.child.id();
+    killed.signal(Signal::SIGKILL);
+    killed.wait_exit();
+    assert!(killed_dir.exists(), "SIGKILL leaves the directory behind");
+
+    // A directory of the same name pattern and the same dead supervisor,
+    // but another user's, is not ours to remove (root can plant one).
+    let name = killed_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a utf-8 name");
+    let (stem, random) = name.split_at(name.len() - 6);
+    let other = if random == "zzzzzz" {
+        "yyyyyy"
+    } else {
+        "zzzzzz"
+    };
+    let foreign = base.join(format!("{stem}{other}"));
+    let planted_foreign = nix::unistd::geteuid().is_root() && {
+        std::fs::create_dir(&foreign).expect("mkdir");
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+        true
+    };
+
+    let next = start(bin, &subdir(dir.path(), "next"), &base, 0o022);
+    let dirs = runtime_dirs(&base);
+    assert!(
+        !dirs.contains(&killed_dir),
+        "the killed supervisor's is still there: {dirs:?}"
+    );
+    assert!(dirs.contains(&live_dir), "the live supervisor's: {dirs:?}");
+    assert_eq!(
+        dirs.len(),
+        2 + usize::from(planted_foreign),
+        "the live one's, the new one's: {dirs:?}"
+    );
+    if planted_foreign {
+        assert!(dirs.contains(&foreign), "another user's: {dirs:?}");
+    }
+    // Said before generation 1 started, which `start` waited for.
+    let said = format!(
+        "removed {}, left by a supervisor (pid {killed_pid})",
+        killed_dir.display()
+    );
+    assert!(next.log().contains(&said), "not said: {said:?}");
+    // The live supervisor still works with its directory.
+    assert_eq!(live.status().workers.len(), 1);
+    drop(next);
 }
