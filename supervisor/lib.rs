@@ -17,6 +17,8 @@
 //! - `spawn`: starts a child with fds 3.. and the protocol variables, with
 //!   `LISTEN_PID` filled in by the child itself just before exec.
 //! - `notify`: one datagram socket per child for READY=1 and STATUS=.
+//! - `runtime_dir`: the private (0700) directory of those sockets, and
+//!   the clean-up of those a killed supervisor left.
 //! - `worker`: one child and the tasks that watch it (exit, notify socket,
 //!   readiness probe, deadlines). They only report events.
 //! - `startup`: signals, control socket, sockets (adopted or bound), the
@@ -49,6 +51,7 @@ pub mod notify;
 pub mod protocol;
 pub mod reconfigure;
 pub mod rollout;
+pub mod runtime_dir;
 pub mod sockets;
 pub mod spawn;
 pub mod startup;

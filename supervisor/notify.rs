@@ -7,6 +7,7 @@
 //! 0700), so no other user can send READY=1 in a child's name.
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixDatagram;
@@ -48,9 +49,18 @@ pub struct NotifySocket {
 const MAX_DATAGRAM: usize = 4096;
 
 impl NotifySocket {
+    /// Binds a socket file of mode 0600, whatever the umask.
     pub fn bind(path: PathBuf) -> io::Result<NotifySocket> {
         let socket = UnixDatagram::bind(&path)?;
-        Ok(NotifySocket { path, socket })
+        let notify = NotifySocket { path, socket };
+        // bind(2) creates the file with 0777 & ~umask. Narrowing the umask
+        // around it would change it for every thread of the process (a
+        // child forked meanwhile would inherit it), so the mode is set
+        // after. By path: fchmod on a socket's fd leaves its file alone.
+        // The file is in the supervisor's own 0700 directory, so nobody
+        // else can reach it in between, or swap it for a symlink.
+        std::fs::set_permissions(&notify.path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(notify)
     }
 
     pub fn path(&self) -> &Path {

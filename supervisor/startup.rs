@@ -4,7 +4,7 @@
 //! upgraded supervisor starts from `upgrade::resume` instead.
 
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Overrides};
 use crate::control::{ControlCall, ControlServer};
+pub(crate) use crate::runtime_dir::RuntimeDir;
 use crate::sockets::{BindError, BoundSocket, SocketSet};
 use crate::supervisor::{
     log_socket, serve, Event, RunError, Slot, Source, Supervisor, CONTROL_GRACE,
@@ -55,33 +56,6 @@ impl Signals {
             }
         }
         got
-    }
-}
-
-/// The supervisor's private directory (mode 0700): the children's notify
-/// sockets. Removed when the supervisor stops; kept across an upgrade.
-pub(crate) struct RuntimeDir(pub PathBuf);
-
-impl RuntimeDir {
-    fn create() -> Result<RuntimeDir, RunError> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        tempfile::Builder::new()
-            .prefix("handoff-")
-            .tempdir_in(&base)
-            .map(|dir| RuntimeDir(dir.keep()))
-            .map_err(|source| RunError::RuntimeDir { dir: base, source })
-    }
-}
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        if crate::sockets::files_kept() {
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

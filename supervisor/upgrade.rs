@@ -382,13 +382,18 @@ fn handed_on(s: &Snapshot) -> Vec<RawFd> {
     fds
 }
 
-/// Runs `binary __resume --check STATE`: the new binary must start, read
-/// the state and accept it.
+/// Writes the state for the new binary. It holds the config's `env`: the
+/// file is created anew, mode 0600, never through a symlink planted there.
 fn write(snapshot: &Snapshot, state: &Path) -> Result<(), String> {
     let json = serde_json::to_vec(snapshot).map_err(|e| e.to_string())?;
-    std::fs::write(state, json).map_err(|e| format!("cannot write {}: {e}", state.display()))
+    crate::runtime_dir::create_private_file(state)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &json))
+        .map_err(|e| format!("cannot write {}: {e}", state.display()))
 }
 
+/// Runs `binary __resume --check STATE`: the new binary must start, read
+/// the state and accept it.
+///
 /// The check gets the very fds the new supervisor will, at the same
 /// numbers, and rebuilds everything from them as the take-over would.
 fn check(binary: &Path, state: &Path, timeout: Duration, fds: &[RawFd]) -> Result<(), String> {
@@ -482,7 +487,10 @@ pub async fn check_takeover(state: &Path) -> ! {
 }
 
 fn read(state: &Path) -> Result<Snapshot, String> {
-    let text = std::fs::read(state).map_err(|e| format!("cannot read {}: {e}", state.display()))?;
+    let mut text = Vec::new();
+    crate::runtime_dir::open_private_file(state)
+        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut text))
+        .map_err(|e| format!("cannot read {}: {e}", state.display()))?;
     let snapshot: Snapshot = serde_json::from_slice(&text)
         .map_err(|e| format!("cannot understand {}: {e}", state.display()))?;
     if snapshot.format != FORMAT {

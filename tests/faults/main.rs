@@ -18,3 +18,5 @@ mod load;
 mod wait;
 
 mod sockets;
+
+mod runtime_dir;
