@@ -91,6 +91,11 @@ pub struct Target {
     /// A config file whose `control` to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// How long to wait for the supervisor's answer, e.g. 30s or 20m
+    /// (default: 10s for status and scale, 15m for restart, reload, stop
+    /// and upgrade); 0: as long as it takes. Past it, exit 7.
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,15 @@
 //! The client commands: `restart`, `status`, `stop`. Each sends one request
 //! on the control socket, prints the answer, and maps it to an exit code.
+//!
+//! Output never panics: `println!` panics when stdout is gone (`handoff
+//! status | head -0`: EPIPE). What cannot be written is dropped, and the
+//! command ends as it would have: the exit code says what the supervisor
+//! did, because that is what a script acts on. A restart whose report
+//! could not be printed still happened; a non-zero exit would make a
+//! `set -o pipefail` script retry it. (`cat` would die of SIGPIPE there;
+//! Rust ignores SIGPIPE, so the choice is ours.)
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +23,31 @@ use crate::protocol::{ErrorKind, Request, Response, Status};
 /// said it stopped (it only has to return from main by then).
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
+/// The default --timeout of `status` and `scale`, answered at once by a
+/// supervisor that works.
+const QUICK: Duration = Duration::from_secs(10);
+
+/// The default --timeout of `restart`, `reload`, `stop` and `upgrade`,
+/// which answer when the work is done: a restart can take the config's
+/// ready_timeout (30 s by default) per batch of a rolling restart, plus
+/// drain_timeout with --drained; a stop takes the drain. Generous, so that
+/// only a supervisor that is stuck hits it.
+const LONG: Duration = Duration::from_secs(15 * 60);
+
+/// Prints to stdout; a closed stdout is not an error (see the module doc).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints a line to stderr, or nothing if stderr is gone.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), "handoff: {}", format_args!($($arg)*));
+    }};
+}
+
 /// Which control socket a client talks to: --control, HANDOFF_CONTROL
 /// (both in `target.control`), the config's `control`, the default.
 pub fn control_path(target: &Target) -> Result<PathBuf, Exit> {
@@ -25,7 +59,7 @@ pub fn control_path(target: &Target) -> Result<PathBuf, Exit> {
             Ok(c) => return Ok(c.control.unwrap_or_else(default_control_path)),
             Err(errors) => {
                 for e in errors.0 {
-                    eprintln!("handoff: {e}");
+                    complain!("{e}");
                 }
                 return Err(Exit::Config);
             }
@@ -34,12 +68,19 @@ pub fn control_path(target: &Target) -> Result<PathBuf, Exit> {
     Ok(default_control_path())
 }
 
-fn ask(target: &Target, request: Request) -> Result<Response, Exit> {
+/// Sends `request` and waits for the answer, for --timeout or `default`.
+fn ask(target: &Target, request: Request, default: Duration) -> Result<Response, Exit> {
     let path = control_path(target)?;
-    control::call(&path, &request).map_err(|e| {
-        eprintln!("handoff: {e}");
+    let limit = match target.timeout {
+        Some(Duration::ZERO) => None,
+        Some(limit) => Some(limit),
+        None => Some(default),
+    };
+    control::call_within(&path, &request, limit).map_err(|e| {
+        complain!("{e}");
         match e {
             ClientError::Unreachable { .. } | ClientError::Foreign { .. } => Exit::Unreachable,
+            ClientError::TimedOut { .. } => Exit::TimedOut,
             _ => Exit::Refused,
         }
     })
@@ -49,7 +90,7 @@ fn ask(target: &Target, request: Request) -> Result<Response, Exit> {
 fn refused(response: Response) -> Exit {
     match response {
         Response::Error { kind, message } => {
-            eprintln!("handoff: {message}");
+            complain!("{message}");
             match kind {
                 ErrorKind::RestartFailed | ErrorKind::UpgradeFailed => Exit::RestartFailed,
                 ErrorKind::ConfigInvalid => Exit::Config,
@@ -57,27 +98,27 @@ fn refused(response: Response) -> Exit {
             }
         }
         other => {
-            eprintln!("handoff: unexpected answer: {other:?}");
+            complain!("unexpected answer: {other:?}");
             Exit::Refused
         }
     }
 }
 
 pub fn restart(target: &Target, drained: bool) -> Exit {
-    restarted(ask(target, Request::Restart { drained }))
+    restarted(ask(target, Request::Restart { drained }, LONG))
 }
 
 pub fn reload(target: &Target, drained: bool) -> Exit {
-    restarted(ask(target, Request::Reload { drained }))
+    restarted(ask(target, Request::Reload { drained }, LONG))
 }
 
 fn restarted(answer: Result<Response, Exit>) -> Exit {
     match answer {
         Ok(Response::Restarted(r)) => {
-            print!("generation {} ready in {} ms", r.generation, r.ready_ms);
+            say!("generation {} ready in {} ms", r.generation, r.ready_ms);
             match r.drained_ms {
-                Some(ms) => println!("; old workers gone after {ms} ms"),
-                None => println!(),
+                Some(ms) => say!("; old workers gone after {ms} ms\n"),
+                None => say!("\n"),
             }
             Exit::Ok
         }
@@ -87,15 +128,15 @@ fn restarted(answer: Result<Response, Exit>) -> Exit {
 }
 
 pub fn upgrade(target: &Target) -> Exit {
-    match ask(target, Request::Upgrade) {
+    match ask(target, Request::Upgrade, LONG) {
         Ok(Response::Upgraded {
             version,
             from_version,
             pid,
             upgrades,
         }) => {
-            println!(
-                "upgraded from handoff {from_version} to {version} (pid {pid}, upgrade {upgrades})"
+            say!(
+                "upgraded from handoff {from_version} to {version} (pid {pid}, upgrade {upgrades})\n"
             );
             Exit::Ok
         }
@@ -105,9 +146,9 @@ pub fn upgrade(target: &Target) -> Exit {
 }
 
 pub fn scale(target: &Target, workers: usize) -> Exit {
-    match ask(target, Request::Scale { workers }) {
+    match ask(target, Request::Scale { workers }, QUICK) {
         Ok(Response::Scaled { workers }) => {
-            println!("scaled to {workers} worker(s)");
+            say!("scaled to {workers} worker(s)\n");
             Exit::Ok
         }
         Ok(other) => refused(other),
@@ -116,12 +157,10 @@ pub fn scale(target: &Target, workers: usize) -> Exit {
 }
 
 pub fn stop(target: &Target) -> Exit {
-    match ask(target, Request::Stop) {
+    match ask(target, Request::Stop, LONG) {
         Ok(Response::Stopped { pid }) => {
             if let Ok(false) = crate::sys::wait_for_exit(pid, EXIT_WAIT) {
-                eprintln!(
-                    "handoff: the supervisor (pid {pid}) said it stopped but has not exited yet"
-                );
+                complain!("the supervisor (pid {pid}) said it stopped but has not exited yet");
                 return Exit::Refused;
             }
             Exit::Ok
@@ -132,15 +171,15 @@ pub fn stop(target: &Target) -> Exit {
 }
 
 pub fn status(target: &Target, json: bool) -> Exit {
-    match ask(target, Request::Status) {
+    match ask(target, Request::Status, QUICK) {
         Ok(Response::Status(status)) => {
             if json {
-                println!(
-                    "{}",
+                say!(
+                    "{}\n",
                     serde_json::to_string_pretty(&status).expect("status serializes")
                 );
             } else {
-                print!("{}", render(&status));
+                say!("{}", render(&status));
             }
             Exit::Ok
         }

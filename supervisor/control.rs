@@ -1,19 +1,33 @@
 //! The control socket: the server side, which turns connections into
 //! [`ControlCall`]s for the event loop, and a small blocking client for the
-//! `handoff restart/status/stop` commands. The wire format is in
-//! `protocol.rs`.
+//! `handoff restart/status/stop` commands (`control/call.rs`). The wire
+//! format is in `protocol.rs`.
+//!
+//! Limits, so that no client can lock the operator out: at most
+//! [`MAX_CONNECTIONS`] connections, where a newcomer takes the place of the
+//! longest-idle one (`control/slots.rs`); an idle connection closes after
+//! [`IDLE_TIMEOUT`]; at the fd limit, new clients get a `busy` answer
+//! rather than a wait in the backlog (`control/accept.rs`).
 
-use std::io::{self, BufRead, BufReader, Write};
+mod accept;
+mod call;
+mod slots;
+
+use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use call::{call, call_within, ClientError};
+
 use crate::protocol::{self, ErrorKind, Request, Response, MAX_REQUEST};
 use crate::sockets::{BindError, BoundSocket, ListenAddr, SocketSpec};
+use slots::{Admission, SlotId, Slots};
 
 #[derive(Debug, thiserror::Error)]
 #[error("control socket {}: {what}: {source}", path.display())]
@@ -24,11 +38,14 @@ pub struct ControlBindError {
     pub source: io::Error,
 }
 
-/// At most this many clients at once; more get a `busy` answer.
-const MAX_CONNECTIONS: usize = 64;
+/// At most this many connections at once. A newcomer beyond it takes the
+/// place of the longest-idle one; only when all are waiting for answers
+/// does it get a `busy` answer.
+pub const MAX_CONNECTIONS: usize = 64;
 
-/// A connection that sends no request for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection that sends no request for this long is closed: a client
+/// that has something to ask asks at once.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request from a client and where its answer goes.
 #[derive(Debug)]
@@ -44,6 +61,8 @@ pub struct ControlCall {
 pub struct ControlServer {
     socket: BoundSocket,
     listener: UnixListener,
+    /// Closed to answer clients when no fd is left (see `accept.rs`).
+    spare: accept::Spare,
 }
 
 impl ControlServer {
@@ -79,7 +98,7 @@ impl ControlServer {
         );
         std_listener.set_nonblocking(true).map_err(io_error)?;
         let listener = UnixListener::from_std(std_listener).map_err(io_error)?;
-        Ok(ControlServer { socket, listener })
+        Ok(ControlServer::new(socket, listener))
     }
 
     /// The listening socket's fd (for an upgrade to hand on).
@@ -102,13 +121,21 @@ impl ControlServer {
             std::os::unix::net::UnixListener::from(socket.as_fd().try_clone_to_owned()?);
         std_listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(std_listener)?;
-        Ok(ControlServer { socket, listener })
+        Ok(ControlServer::new(socket, listener))
+    }
+
+    fn new(socket: BoundSocket, listener: UnixListener) -> ControlServer {
+        ControlServer {
+            socket,
+            listener,
+            spare: accept::Spare::open(),
+        }
     }
 
     /// Accepts connections until `shutdown` turns true, and then waits (up to
     /// `grace`) for answers already on their way to be written.
     pub async fn serve(
-        self,
+        mut self,
         calls: mpsc::UnboundedSender<ControlCall>,
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
@@ -116,43 +143,158 @@ impl ControlServer {
         // Each connection holds a clone of `alive`; when all are dropped,
         // `done` yields None.
         let (alive, mut done) = mpsc::channel::<()>(1);
-        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let slots = Arc::new(Mutex::new(Slots::new(MAX_CONNECTIONS)));
+        let mut trouble = accept::Trouble::default();
         loop {
-            let for_connection = shutdown.clone();
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((mut stream, _)) => {
-                        // A bounded number of clients, so idle ones cannot
-                        // use up the supervisor's fds.
-                        let Ok(slot) = slots.clone().try_acquire_owned() else {
-                            tokio::spawn(async move {
-                                let reply = error(ErrorKind::Busy, format!("more than {MAX_CONNECTIONS} control connections are open; try again"));
-                                let _ = stream.write_all(&protocol::encode(&reply)).await;
-                            });
-                            continue;
-                        };
-                        let calls = calls.clone();
-                        let alive = alive.clone();
-                        let shutdown = for_connection;
-                        tokio::spawn(async move {
-                            if let Err(e) = connection(stream, calls, shutdown).await {
-                                tracing::debug!("control connection: {e}");
-                            }
-                            drop((alive, slot));
-                        });
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: say so, and keep serving.
-                        tracing::warn!("control socket: cannot accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
                 _ = stopped(&mut shutdown) => break,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    if let Some(more) = trouble.accepted() {
+                        tracing::info!("control socket: accepting connections again ({more} more failed accepts since the warning)");
+                    }
+                    let connection = Connection {
+                        calls: calls.clone(),
+                        shutdown: shutdown.clone(),
+                        slots: slots.clone(),
+                        alive: alive.clone(),
+                    };
+                    connection.admit(stream);
+                }
+                Err(e) => {
+                    if self.accept_failed(&e, &mut trouble) {
+                        continue;
+                    }
+                    // Nothing could be done: retry later, not at once, as
+                    // the listener stays readable and would fail again.
+                    tokio::select! {
+                        _ = tokio::time::sleep(trouble.retry_delay()) => {}
+                        _ = stopped(&mut shutdown) => break,
+                    }
+                }
             }
         }
         drop(alive);
         let _ = tokio::time::timeout(grace, done.recv()).await;
         drop(self.socket);
+    }
+
+    /// Deals with a failed accept: at the fd limit, answers the waiting
+    /// clients `busy` with the spare fd's place. True if the loop may go
+    /// on at once: the queue was emptied that way, so the next accept
+    /// waits for a new client.
+    fn accept_failed(&mut self, e: &io::Error, trouble: &mut accept::Trouble) -> bool {
+        let out_of_fds = accept::out_of_fds(e);
+        let shed = if out_of_fds {
+            let reply = error(
+                ErrorKind::Busy,
+                "the supervisor is out of file descriptors; try again later".into(),
+            );
+            self.spare.shed(&self.listener, &protocol::encode(&reply))
+        } else {
+            None
+        };
+        // At the limit with nobody waiting, nobody was refused: no news.
+        if shed == Some(0) {
+            return true;
+        }
+        if let Some(failures) = trouble.failed(Instant::now()) {
+            let what = match shed {
+                Some(_) => "answering new clients `busy` until fds are freed",
+                None => "retrying with a growing delay",
+            };
+            let raise = if out_of_fds {
+                " (raise LimitNOFILE / ulimit -n?)"
+            } else {
+                ""
+            };
+            tracing::warn!(
+                "control socket: cannot accept: {e}{raise}; {what} ({failures} failure(s) since the last warning; the next in a minute at the earliest)"
+            );
+        }
+        shed.is_some()
+    }
+}
+
+/// What a connection's task shares with the server.
+struct Connection {
+    calls: mpsc::UnboundedSender<ControlCall>,
+    shutdown: watch::Receiver<bool>,
+    slots: Arc<Mutex<Slots<oneshot::Sender<()>>>>,
+    /// Dropped when the connection ends: the server's shutdown waits for it.
+    alive: mpsc::Sender<()>,
+}
+
+/// A connection's slot, given back when the connection ends however it
+/// ends.
+struct Slot {
+    slots: Arc<Mutex<Slots<oneshot::Sender<()>>>>,
+    id: SlotId,
+}
+
+impl Slot {
+    fn busy(&self) -> bool {
+        lock(&self.slots).busy(self.id)
+    }
+
+    fn idle(&self) -> bool {
+        lock(&self.slots).idle(self.id)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.slots).leave(self.id);
+    }
+}
+
+fn lock<T>(slots: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    slots
+        .lock()
+        .expect("the slots lock is never poisoned: nothing panics while holding it")
+}
+
+impl Connection {
+    /// Gives the new connection a slot (evicting the longest-idle one if
+    /// all are taken) and serves it; or answers `busy` if every slot is
+    /// waiting for an answer.
+    fn admit(self, mut stream: UnixStream) {
+        let (evict, evicted) = oneshot::channel();
+        let admission = lock(&self.slots).admit(evict);
+        let id = match admission {
+            Admission::Admitted { id, evicted } => {
+                if evicted.is_some() {
+                    tracing::debug!(
+                        "control socket: closing the longest-idle connection to make room"
+                    );
+                }
+                // Dropping its sender closes the evicted connection.
+                drop(evicted);
+                id
+            }
+            Admission::Full(_) => {
+                tokio::spawn(async move {
+                    let reply = error(
+                        ErrorKind::Busy,
+                        format!("all {MAX_CONNECTIONS} control connections are waiting for answers; try again when one is answered"),
+                    );
+                    let _ = stream.write_all(&protocol::encode(&reply)).await;
+                });
+                return;
+            }
+        };
+        let slot = Slot {
+            slots: self.slots,
+            id,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, self.calls, self.shutdown, slot, evicted).await {
+                tracing::debug!("control connection: {e}");
+            }
+            drop(self.alive);
+        });
     }
 }
 
@@ -160,6 +302,8 @@ async fn connection(
     stream: UnixStream,
     calls: mpsc::UnboundedSender<ControlCall>,
     mut shutdown: watch::Receiver<bool>,
+    slot: Slot,
+    mut evicted: oneshot::Receiver<()>,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut read = tokio::io::BufReader::new(read);
@@ -167,10 +311,14 @@ async fn connection(
         let mut line = Vec::new();
         let mut limited = (&mut read).take(MAX_REQUEST as u64 + 1);
         let n = tokio::select! {
-            n = limited.read_until(b'\n', &mut line) => n?,
+            // First: an evicted connection has lost its slot and must not
+            // go on, even if a request came in at the same moment.
+            biased;
+            _ = &mut evicted => return Ok(()),
             _ = stopped(&mut shutdown) => return Ok(()),
             // A client that says nothing gives its place to another.
             _ = tokio::time::sleep(IDLE_TIMEOUT) => return Ok(()),
+            n = limited.read_until(b'\n', &mut line) => n?,
         };
         if n == 0 {
             return Ok(());
@@ -184,9 +332,15 @@ async fn connection(
         if text.is_empty() {
             continue;
         }
+        // From here until the answer is written, the connection is busy:
+        // never evicted, and not bound by the idle timeout.
+        if !slot.busy() {
+            return Ok(());
+        }
         let reply = match protocol::parse_request(text) {
             Err(message) => bad_request(message),
             Ok(request) => {
+                tracing::debug!("control socket: {request:?} requested");
                 let (tx, rx) = oneshot::channel();
                 let stream = match request {
                     Request::Upgrade => Some(write.as_ref().as_fd().try_clone_to_owned()?),
@@ -204,6 +358,9 @@ async fn connection(
             }
         };
         write.write_all(&protocol::encode(&reply)).await?;
+        if !slot.idle() {
+            return Ok(());
+        }
     }
 }
 
@@ -226,73 +383,6 @@ fn gone() -> Response {
         kind: ErrorKind::ShuttingDown,
         message: "the supervisor is shutting down".into(),
     }
-}
-
-/// Why a client got no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot reach the supervisor at {path}: {source} (is `handoff run` running? point at its control socket with --control or HANDOFF_CONTROL)")]
-    Unreachable {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("the control socket {path} is served by a process of uid {uid}, neither you nor root: not talking to it")]
-    Foreign { path: PathBuf, uid: u32 },
-    #[error("the supervisor at {path} closed the connection without answering")]
-    NoAnswer { path: PathBuf },
-    #[error("talking to the supervisor at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("the supervisor at {path} sent an answer this client does not understand: {message}")]
-    Protocol { path: PathBuf, message: String },
-}
-
-/// Sends one request and waits for its answer (as long as it takes: a
-/// restart answers when the new generation is ready or rolled back).
-pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
-        ClientError::Unreachable {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    let io_err = |source| ClientError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Talk only to a supervisor run by us or by root: a control socket in
-    // a shared directory could have been put there by someone else.
-    if let Ok(peer) =
-        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-    {
-        let me = nix::unistd::getuid().as_raw();
-        if peer.uid() != me && peer.uid() != 0 {
-            return Err(ClientError::Foreign {
-                path: path.to_path_buf(),
-                uid: peer.uid(),
-            });
-        }
-    }
-    stream
-        .write_all(&protocol::encode(request))
-        .map_err(io_err)?;
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(io_err)?;
-    if line.is_empty() {
-        return Err(ClientError::NoAnswer {
-            path: path.to_path_buf(),
-        });
-    }
-    serde_json::from_str(&line).map_err(|e| ClientError::Protocol {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -24,8 +24,13 @@ pub enum Exit {
     /// the control socket is in use, ...).
     Setup = 5,
     /// The supervisor answered but refused the request (it is shutting down,
-    /// or it did not understand the request).
+    /// it did not understand the request, or it is busy: every control
+    /// connection is waiting for an answer, or it is out of fds).
     Refused = 6,
+    /// A client command got no answer within its `--timeout`; the
+    /// supervisor may still carry the request out (the message says what
+    /// it may still be doing).
+    TimedOut = 7,
 }
 
 impl Exit {

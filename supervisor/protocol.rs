@@ -85,7 +85,9 @@ pub enum ErrorKind {
     BadRequest,
     /// `reload`: the config file is invalid; nothing changed.
     ConfigInvalid,
-    /// The request cannot be carried out now (e.g. `scale` during a restart).
+    /// The request cannot be carried out now: `scale` during a restart, or
+    /// the control socket is at its limits (every connection is waiting
+    /// for an answer, or the supervisor is out of file descriptors).
     Busy,
     /// `upgrade`: the new binary failed its check or could not be
     /// executed; the running supervisor stays in charge.

@@ -8,6 +8,7 @@
 //! deadlines, never a sleep to synchronise. The heavier soak cases (storms,
 //! hundreds of restarts) are a target of their own, `tests/soak/`.
 
+mod control;
 mod groups;
 #[allow(dead_code)]
 #[path = "../integration/harness.rs"]
