@@ -125,8 +125,9 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         .expect("child fds 3.. are distinct by construction");
     let mut image = image;
     // SAFETY: the hook runs in the forked child before exec. It only calls
-    // getpid(2), writes into buffers the child owns, and calls execve(2):
-    // all async-signal-safe; it allocates nothing and takes no lock.
+    // sigaction(2), sigprocmask(2), prctl(2), getppid(2), getpid(2), writes
+    // into buffers the child owns, and calls execve(2): all
+    // async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || image.exec());
     }
@@ -279,10 +280,16 @@ impl ExecImage {
         }
     }
 
-    /// Runs in the forked child: asks for SIGTERM should the supervisor
-    /// die, fills in LISTEN_PID and replaces the process. Returns only on
-    /// failure.
+    /// Runs in the forked child: resets the signals, asks for SIGTERM
+    /// should the supervisor die, fills in LISTEN_PID and replaces the
+    /// process. Returns only on failure.
     fn exec(&mut self) -> io::Result<()> {
+        // Whatever the supervisor was doing when it forked (signals blocked
+        // across an upgrade's check, some ignored since it started), the
+        // server starts with none blocked and none ignored. Before the
+        // prctl: a death signal that came earlier would meet the
+        // supervisor's handlers, copied into this child, and be lost.
+        crate::sys::reset_signals_in_child()?;
         // A supervisor killed with SIGKILL must not leave orphans holding
         // its ports: they get SIGTERM and drain. (The death signal follows
         // the thread that forked; the supervisor spawns from its only
