@@ -259,6 +259,22 @@ pub fn reset_signals_in_child() -> io::Result<()> {
     Ok(())
 }
 
+/// How many bytes execve(2) accepts here for the arguments and the
+/// environment together, counting each string, its NUL and a pointer to
+/// it: a quarter of the stack limit, at most 6 MiB (three quarters of the
+/// kernel's _STK_LIM), at least 128 KiB. Past it, execve fails with E2BIG.
+pub fn exec_args_limit() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    const AT_LEAST: usize = 128 * 1024;
+    const AT_MOST: usize = 6 * 1024 * 1024;
+    match getrlimit(Resource::RLIMIT_STACK) {
+        Ok((soft, _)) => usize::try_from(soft / 4)
+            .unwrap_or(AT_MOST)
+            .clamp(AT_LEAST, AT_MOST),
+        Err(_) => AT_MOST,
+    }
+}
+
 /// Replaces this process with `program ARGS`, keeping `fds` open across the
 /// exec (the caller blocks the signals first, so that none kills it before
 /// the new program has handlers). Returns only on failure, with the fds as

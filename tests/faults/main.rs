@@ -15,4 +15,5 @@ mod harness;
 #[path = "../integration/load.rs"]
 mod load;
 
+mod env;
 mod signals;
