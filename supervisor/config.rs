@@ -249,19 +249,44 @@ pub fn check_program(config: &Config) -> Result<(), String> {
             ));
         }
     }
-    let env: Vec<_> = std::env::vars_os()
-        .chain(p.env.iter().map(|(k, v)| (k.into(), v.into())))
+    // The config's PATH first: resolve_program takes the first one, and
+    // the config's is the one the child gets.
+    let env: Vec<_> = p
+        .env
+        .iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .chain(std::env::vars_os())
         .collect();
     crate::spawn::resolve_program(&p.command[0], &env)
-        .map(drop)
-        .map_err(|e| {
-            let at = config
-                .file
-                .as_ref()
-                .map(|f| format!("{}: ", f.display()))
-                .unwrap_or_default();
-            format!("{at}program: {e}")
-        })
+        .map_err(|e| format!("{}program: {e}", at()))?;
+    // What execve will be given, as it counts it: the command, the
+    // inherited environment less what the config replaces, the config's,
+    // and room for the protocol's few variables.
+    const PROTOCOL_ROOM: usize = 4096;
+    let pointer = std::mem::size_of::<*const u8>();
+    let inherited: usize = std::env::vars_os()
+        .filter(|(k, _)| k.to_str().is_none_or(|k| !p.env.contains_key(k)))
+        .map(|(k, v)| k.len() + v.len() + 2 + pointer)
+        .sum();
+    let total = p
+        .command
+        .iter()
+        .map(|a| a.len() + 1 + pointer)
+        .sum::<usize>()
+        + inherited
+        + p.env
+            .iter()
+            .map(|(k, v)| env_entry_cost(k, v))
+            .sum::<usize>()
+        + PROTOCOL_ROOM;
+    let limit = crate::sys::exec_args_limit();
+    if total > limit {
+        return Err(format!(
+            "{}program: its command line and environment would take about {total} bytes (of which {inherited} inherited from handoff's own environment); execve accepts {limit} here (a quarter of the stack limit, `ulimit -s`)",
+            at()
+        ));
+    }
+    Ok(())
 }
 
 /// Signals by name ("SIGTERM") in serialized specs.
@@ -299,6 +324,58 @@ mod signal_name {
             }
         }
     }
+}
+
+/// execve(2) refuses any one argument or `NAME=value` string longer than
+/// this, NUL included (the kernel's MAX_ARG_STRLEN: 32 pages).
+pub const MAX_ENV_ENTRY: usize = 128 * 1024;
+
+/// The most the config's `env` may take, counted as execve does: each
+/// `NAME=value` string with its NUL, plus a pointer to it. execve takes the
+/// arguments and the environment together up to a quarter of the stack
+/// limit: 2 MiB with the usual 8 MiB, which is what this allows. A bigger
+/// stack limit lets execve take up to 6 MiB, but a config that works only
+/// under a raised `ulimit -s` breaks where it is not raised; and
+/// `check_program` measures the real budget, with the command and the
+/// inherited environment, where the server is started.
+pub const MAX_ENV_BYTES: usize = 2 * 1024 * 1024;
+
+/// What one environment entry costs in execve's budget.
+pub fn env_entry_cost(name: &str, value: &str) -> usize {
+    name.len() + 1 + value.len() + 1 + std::mem::size_of::<*const u8>()
+}
+
+/// A name and value that a child can be given as they are: a name that is
+/// not empty and has no `=` (the child would split it there: `A=B` = `c`
+/// reads as `A` = `B=c`), and no NUL anywhere (it would end the string).
+pub fn check_env_entry(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a variable needs a name (the name is empty)".into());
+    }
+    if name.contains('=') {
+        return Err(format!(
+            "`{name}`: a variable name cannot contain `=` (the program would see `{}`)",
+            name.split('=').next().unwrap_or_default()
+        ));
+    }
+    if name.contains('\0') {
+        return Err(format!(
+            "`{}`: a variable name cannot contain a NUL byte",
+            name.escape_debug()
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!(
+            "`{name}`: the value contains a NUL byte, where the program would see it end"
+        ));
+    }
+    let len = name.len() + 1 + value.len() + 1;
+    if len > MAX_ENV_ENTRY {
+        return Err(format!(
+            "`{name}`: NAME=value is {len} bytes; a program can be given at most {MAX_ENV_ENTRY} per variable (execve's MAX_ARG_STRLEN)"
+        ));
+    }
+    Ok(())
 }
 
 /// A sanity bound, far above what one machine runs.
@@ -358,7 +435,27 @@ fn finish(
     let file_program = parsed.program;
     let flags = overrides.program;
     let mut env = file_program.env;
+    // The file's entries were checked where they stand; --env's here (the
+    // flag's parser already refuses an empty name or one without `=`).
+    for (name, value) in &flags.env {
+        if let Err(e) = check_env_entry(name, value) {
+            errors.push(ConfigError {
+                location: None,
+                message: format!("--env {e}"),
+            });
+        }
+    }
     env.extend(flags.env);
+    let env_bytes: usize = env.iter().map(|(k, v)| env_entry_cost(k, v)).sum();
+    if env_bytes > MAX_ENV_BYTES {
+        errors.push(ConfigError {
+            location: at("env"),
+            message: format!(
+                "env: {} variables take {env_bytes} bytes (each NAME=value, its NUL and a pointer, as execve counts them); at most {MAX_ENV_BYTES} (2 MiB) is accepted: execve takes the arguments and environment together up to a quarter of the stack limit, 2 MiB with the usual 8 MiB",
+                env.len()
+            ),
+        });
+    }
     let command = flags.command.or(file_program.command);
     let ready_kind = flags
         .ready
@@ -490,16 +587,43 @@ fn finish(
         }
     };
     let names: Vec<&str> = sockets.iter().map(|(s, _)| s.name.as_str()).collect();
-    for (what, text) in program
+    for arg in &program.command {
+        if let Err(e) = crate::template::check(arg, &names) {
+            errors.push(ConfigError {
+                location: at("command"),
+                message: e,
+            });
+        }
+    }
+    let probe = match &program.ready {
+        Readiness::Exec { command, .. } => command.as_slice(),
+        _ => &[],
+    };
+    for (key, arg) in program
         .command
         .iter()
         .map(|a| ("command", a))
-        .chain(program.env.values().map(|v| ("env", v)))
+        .chain(probe.iter().map(|a| ("ready_command", a)))
     {
-        if let Err(e) = crate::template::check(text, &names) {
+        if arg.contains('\0') {
             errors.push(ConfigError {
-                location: at(what),
-                message: e,
+                location: at(key),
+                message: format!(
+                    "{key}: `{}` contains a NUL byte, where the program would see it end",
+                    arg.escape_debug()
+                ),
+            });
+        }
+    }
+    for (name, value) in &program.env {
+        if let Err(e) = crate::template::check(value, &names) {
+            errors.push(ConfigError {
+                location: parsed
+                    .env_at
+                    .get(name)
+                    .map(|&offset| parsed.lines.at(offset))
+                    .or_else(|| at("env")),
+                message: format!("env: `{name}`: {e}"),
             });
         }
     }
@@ -651,6 +775,85 @@ workers = 2
         };
         let c = finish(Some(Path::new("t.toml")), parsed, overrides).unwrap();
         assert_eq!(c.program.workers, 5);
+    }
+
+    #[test]
+    fn env_entries_are_checked_where_they_stand() {
+        let e = errors(
+            "[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[program]\ncommand = [\"x\"]\n[program.env]\nGOOD = \"1\"\n\"A=B\" = \"2\"\n\"\" = \"3\"\nC = \"c\\u0000d\"\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(
+            lines[0].starts_with("t.toml:8:1: env: `A=B`: a variable name cannot contain `=`"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("t.toml:9:1: env: a variable needs a name"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("t.toml:10:1: env: `C`: the value contains a NUL byte"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_flags_are_checked_too() {
+        let parsed = parse_file(Path::new("t.toml"), GOOD).unwrap();
+        let overrides = Overrides {
+            program: ProgramSettings {
+                env: [("X".to_string(), "a\0b".to_string())].into(),
+                ..ProgramSettings::default()
+            },
+            ..Overrides::default()
+        };
+        let e = finish(Some(Path::new("t.toml")), parsed, overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--env `X`: the value contains a NUL byte"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_size_is_capped_at_the_table() {
+        // Each entry costs 2,000 bytes of value plus its name, NUL, `=` and
+        // pointer: 1,100 of them are over 2 MiB.
+        let value = "v".repeat(2000);
+        let mut text = String::from("[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[program]\ncommand = [\"x\"]\n[program.env]\n");
+        for i in 0..1100 {
+            text.push_str(&format!("V{i} = \"{value}\"\n"));
+        }
+        let e = errors(&text);
+        assert!(e.starts_with("t.toml:6:1: env: 1100 variables take"), "{e}");
+        assert!(e.contains(&MAX_ENV_BYTES.to_string()), "{e}");
+        // One string past MAX_ARG_STRLEN is refused on its own line.
+        let text = format!(
+            "[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:1\"\n[program]\ncommand = [\"x\"]\nenv = {{ BIG = \"{}\" }}\n",
+            "v".repeat(MAX_ENV_ENTRY)
+        );
+        let e = errors(&text);
+        assert!(
+            e.starts_with("t.toml:6:9: env: `BIG`: NAME=value is"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn located_errors_far_into_a_file() {
+        let lines = file::Lines::for_test("t.toml", "a\nbc\n\ndef");
+        let at = |o| {
+            let l = lines.at(o);
+            (l.line, l.column)
+        };
+        assert_eq!(at(0), (1, 1));
+        assert_eq!(at(1), (1, 2));
+        assert_eq!(at(2), (2, 1));
+        assert_eq!(at(5), (3, 1));
+        assert_eq!(at(6), (4, 1));
+        assert_eq!(at(8), (4, 3));
     }
 
     #[test]

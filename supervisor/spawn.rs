@@ -15,10 +15,11 @@
 //! std's exec had failed. (The alternative, re-executing a hidden subcommand
 //! of handoff that sets the variable, costs a second exec per child.)
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -50,6 +51,8 @@ pub enum SpawnError {
     Template(String),
     #[error("cannot duplicate the socket fds: {0}")]
     Dup(#[source] io::Error),
+    #[error("cannot pass {what} to a program: it contains a NUL byte")]
+    Nul { what: String },
     #[error("cannot start `{program}`: {source}")]
     Exec {
         program: String,
@@ -82,21 +85,20 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         .map(|a| template::expand(a, &names))
         .collect::<Result<Vec<_>, _>>()
         .map_err(SpawnError::Template)?;
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !INHERITED_PROTOCOL_VARS.iter().any(|v| OsStr::new(v) == k))
-        .collect();
+    let mut env = ChildEnv::inherited();
     for (k, v) in &spec.env {
         let v = template::expand(v, &names).map_err(SpawnError::Template)?;
-        set(&mut env, k, v);
+        env.set(k, v);
     }
-    set(&mut env, "LISTEN_FDS", ctx.sockets.len().to_string());
-    set(&mut env, "LISTEN_FDNAMES", names.join(":"));
-    set(&mut env, "NOTIFY_SOCKET", ctx.notify_socket.as_os_str());
-    set(&mut env, "HANDOFF_GENERATION", ctx.generation.to_string());
-    set(&mut env, "HANDOFF_WORKER", ctx.slot.to_string());
+    env.set("LISTEN_FDS", ctx.sockets.len().to_string());
+    env.set("LISTEN_FDNAMES", names.join(":"));
+    env.set("NOTIFY_SOCKET", ctx.notify_socket.as_os_str());
+    env.set("HANDOFF_GENERATION", ctx.generation.to_string());
+    env.set("HANDOFF_WORKER", ctx.slot.to_string());
+    let env = env.vars;
 
     let program = resolve_program(&args[0], &env)?;
-    let image = ExecImage::new(&program, &args, &env);
+    let image = ExecImage::new(&program, &args, &env)?;
 
     let mut mappings = Vec::with_capacity(ctx.sockets.len());
     for (i, socket) in ctx.sockets.iter().enumerate() {
@@ -125,8 +127,9 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         .expect("child fds 3.. are distinct by construction");
     let mut image = image;
     // SAFETY: the hook runs in the forked child before exec. It only calls
-    // getpid(2), writes into buffers the child owns, and calls execve(2):
-    // all async-signal-safe; it allocates nothing and takes no lock.
+    // sigaction(2), sigprocmask(2), prctl(2), getppid(2), getpid(2), writes
+    // into buffers the child owns, and calls execve(2): all
+    // async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || image.exec());
     }
@@ -140,12 +143,40 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         })
 }
 
-fn set(env: &mut Vec<(OsString, OsString)>, key: impl AsRef<OsStr>, value: impl Into<OsString>) {
-    let key = key.as_ref();
-    let value = value.into();
-    match env.iter_mut().find(|(k, _)| k == key) {
-        Some(entry) => entry.1 = value,
-        None => env.push((key.to_os_string(), value)),
+/// A child's environment as it is built: handoff's own, less the protocol
+/// variables, then the config's, then the protocol's. A later setting
+/// replaces an earlier one in place, found through an index: a linear
+/// search per name made a 40,000-entry `env` quadratic (seconds of the
+/// supervisor's loop per spawn).
+struct ChildEnv {
+    vars: Vec<(OsString, OsString)>,
+    index: HashMap<OsString, usize>,
+}
+
+impl ChildEnv {
+    fn inherited() -> ChildEnv {
+        let mut env = ChildEnv {
+            vars: Vec::new(),
+            index: HashMap::new(),
+        };
+        for (k, v) in std::env::vars_os() {
+            if !INHERITED_PROTOCOL_VARS.iter().any(|p| OsStr::new(p) == k) {
+                env.set(k, v);
+            }
+        }
+        env
+    }
+
+    fn set(&mut self, key: impl AsRef<OsStr>, value: impl Into<OsString>) {
+        let key = key.as_ref();
+        let value = value.into();
+        match self.index.get(key) {
+            Some(&i) => self.vars[i].1 = value,
+            None => {
+                self.index.insert(key.to_os_string(), self.vars.len());
+                self.vars.push((key.to_os_string(), value));
+            }
+        }
     }
 }
 
@@ -229,27 +260,39 @@ unsafe impl Send for ExecImage {}
 unsafe impl Sync for ExecImage {}
 
 impl ExecImage {
-    fn new(program: &Path, args: &[String], env: &[(OsString, OsString)]) -> ExecImage {
-        let cstring = |bytes: Vec<u8>| {
-            // A NUL cannot come from argv or the environment; one from the
-            // config would be cut there rather than failing the spawn.
-            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-            CString::new(&bytes[..end]).expect("NUL bytes were cut off")
+    fn new(
+        program: &Path,
+        args: &[String],
+        env: &[(OsString, OsString)],
+    ) -> Result<ExecImage, SpawnError> {
+        // The config refuses NUL bytes; a spec from before that check (an
+        // upgrade's) is refused here rather than cut short.
+        let cstring = |bytes: Vec<u8>, what: &dyn Fn() -> String| {
+            CString::new(bytes).map_err(|_| SpawnError::Nul { what: what() })
         };
-        let path = cstring(program.as_os_str().as_bytes().to_vec());
-        let argv: Vec<CString> = args
+        let path = cstring(program.as_os_str().as_bytes().to_vec(), &|| {
+            format!("the program path {}", program.display())
+        })?;
+        let argv = args
             .iter()
-            .map(|a| cstring(a.clone().into_bytes()))
-            .collect();
-        let envp: Vec<CString> = env
+            .map(|a| {
+                cstring(a.clone().into_bytes(), &|| {
+                    format!("argument `{}`", a.escape_debug())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
             .iter()
             .map(|(k, v)| {
-                let mut kv = k.clone().into_vec();
+                let mut kv = Vec::with_capacity(k.len() + 1 + v.len());
+                kv.extend_from_slice(k.as_bytes());
                 kv.push(b'=');
                 kv.extend_from_slice(v.as_bytes());
-                cstring(kv)
+                cstring(kv, &|| {
+                    format!("environment variable `{}`", k.to_string_lossy())
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         let mut listen_pid = vec![0u8; LISTEN_PID.len() + PID_DIGITS + 1].into_boxed_slice();
         listen_pid[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
         let base = listen_pid.as_mut_ptr();
@@ -264,7 +307,7 @@ impl ExecImage {
         let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
         envp_ptrs.push(base.cast_const().cast());
         envp_ptrs.push(std::ptr::null());
-        ExecImage {
+        Ok(ExecImage {
             path,
             _argv: argv,
             _envp: envp,
@@ -276,13 +319,19 @@ impl ExecImage {
             sh_argv_ptrs,
             // SAFETY: getpid cannot fail and has no preconditions.
             parent: unsafe { libc::getpid() },
-        }
+        })
     }
 
-    /// Runs in the forked child: asks for SIGTERM should the supervisor
-    /// die, fills in LISTEN_PID and replaces the process. Returns only on
-    /// failure.
+    /// Runs in the forked child: resets the signals, asks for SIGTERM
+    /// should the supervisor die, fills in LISTEN_PID and replaces the
+    /// process. Returns only on failure.
     fn exec(&mut self) -> io::Result<()> {
+        // Whatever the supervisor was doing when it forked (signals blocked
+        // across an upgrade's check, some ignored since it started), the
+        // server starts with none blocked and none ignored. Before the
+        // prctl: a death signal that came earlier would meet the
+        // supervisor's handlers, copied into this child, and be lost.
+        crate::sys::reset_signals_in_child()?;
         // A supervisor killed with SIGKILL must not leave orphans holding
         // its ports: they get SIGTERM and drain. (The death signal follows
         // the thread that forked; the supervisor spawns from its only

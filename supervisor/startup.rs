@@ -90,6 +90,13 @@ pub async fn run(
     control_path: &Path,
 ) -> Result<(), RunError> {
     let signals = Signals::install()?;
+    // Whoever started us may have blocked some of these (a parent that
+    // blocked SIGTERM and forgot to unblock it before exec): they would stay
+    // pending for ever, and `kill` could not stop us. (Ignored ones, as
+    // `nohup` leaves SIGHUP, are already undone: the handlers replaced
+    // them.) The handlers are in place, so let them in. An upgraded
+    // supervisor does this in `upgrade::resume`.
+    crate::sys::unblock_signals();
     // The control socket first: if another handoff runs there, say so
     // before touching its ports.
     let control = ControlServer::bind(control_path).map_err(RunError::Control)?;

@@ -198,6 +198,83 @@ pub fn unblock_signals() {
     let _ = supervisor_signals().thread_unblock();
 }
 
+/// The highest signal number on Linux (`_NSIG - 1`, SIGRTMAX) on every
+/// architecture but MIPS.
+const LAST_SIGNAL: libc::c_int = 64;
+
+/// Gives a forked child, before its exec, the signal state a program
+/// expects to start with: every signal at its default action, none blocked.
+/// exec keeps both the mask and ignored signals, and the supervisor may be
+/// anywhere when it forks (its signals blocked across an upgrade's check,
+/// SIGHUP ignored by `nohup`, SIGTERM blocked by whoever started it); a
+/// child that inherits them ignores its stop signal, and no PDEATHSIG can
+/// reach it.
+///
+/// Runs between fork and exec: async-signal-safe only (rt_sigaction(2),
+/// sigemptyset(3), sigprocmask(2)), no allocation, no lock.
+pub fn reset_signals_in_child() -> io::Result<()> {
+    // Dispositions first, then the mask. Until the dispositions are reset,
+    // the child has copies of the supervisor's handlers: a signal let in
+    // before that (one sent to the new pid, or the PDEATHSIG of a
+    // supervisor that just died) would run tokio's handler here, which only
+    // pokes the supervisor's wake-up pipe, and the signal would be lost: the
+    // child would exec as if no one had asked it to stop. In this order a
+    // pending signal meets its default action, as it would after exec.
+    //
+    // The raw syscall, not libc's sigaction: glibc refuses signals 32 and
+    // 33 (its own), yet they can come ignored from whoever started us.
+    // The kernel's struct sigaction all zeros is SIG_DFL, no flags, an
+    // empty mask, whatever its layout; 32 bytes is its size on 64-bit
+    // Linux, and more than it reads elsewhere.
+    let default_action = [0u64; 4];
+    let kernel_sigset_size = std::mem::size_of::<u64>();
+    for signal in 1..=LAST_SIGNAL {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a struct sigaction from a valid,
+        // zeroed buffer at least as large as the kernel's; no old action is
+        // asked for. The result is not checked: with a valid signal number
+        // and SIG_DFL it cannot fail.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                kernel_sigset_size,
+            )
+        };
+    }
+    // SAFETY: a sigset_t is plain integers, so all zeros is a valid value;
+    // sigemptyset then makes it the empty set.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `empty` is a valid sigset_t to write.
+    unsafe { libc::sigemptyset(&mut empty) };
+    // SAFETY: a valid set; no old mask is asked for. The forked child has
+    // one thread, so the process mask is that thread's.
+    if unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How many bytes execve(2) accepts here for the arguments and the
+/// environment together, counting each string, its NUL and a pointer to
+/// it: a quarter of the stack limit, at most 6 MiB (three quarters of the
+/// kernel's _STK_LIM), at least 128 KiB. Past it, execve fails with E2BIG.
+pub fn exec_args_limit() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    const AT_LEAST: usize = 128 * 1024;
+    const AT_MOST: usize = 6 * 1024 * 1024;
+    match getrlimit(Resource::RLIMIT_STACK) {
+        Ok((soft, _)) => usize::try_from(soft / 4)
+            .unwrap_or(AT_MOST)
+            .clamp(AT_LEAST, AT_MOST),
+        Err(_) => AT_MOST,
+    }
+}
+
 /// Replaces this process with `program ARGS`, keeping `fds` open across the
 /// exec (the caller blocks the signals first, so that none kills it before
 /// the new program has handlers). Returns only on failure, with the fds as

@@ -364,15 +364,21 @@ async fn probe<F>(
     F: FnOnce(WorkerEvent) + Send + 'static,
 {
     loop {
-        let status = tokio::process::Command::new(&command[0])
-            .args(&command[1..])
+        let mut cmd = tokio::process::Command::new(&command[0]);
+        cmd.args(&command[1..])
             .env("HANDOFF_PID", pid.to_string())
             .env("HANDOFF_GENERATION", generation.to_string())
             .env("HANDOFF_WORKER", slot.to_string())
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .status()
-            .await;
+            .kill_on_drop(true);
+        // A probe starts like a worker: no signal blocked or ignored, even
+        // when it forks inside an upgrade's blocked window.
+        // SAFETY: the hook runs between fork and exec and only calls
+        // sigaction(2) and sigprocmask(2), which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(crate::sys::reset_signals_in_child);
+        }
+        let status = cmd.status().await;
         match status {
             Ok(s) if s.success() => return report(WorkerEvent::Ready),
             Ok(s) => tracing::debug!("ready probe for pid {pid}: {}", crate::describe_exit(&s)),

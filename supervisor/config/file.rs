@@ -2,7 +2,8 @@
 //! each problem can be reported with file:line:column, then typed. Merging
 //! with the flags and defaults is `config.rs`'s job.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    parse_duration, parse_octal_mode, parse_signal, ConfigError, ConfigErrors, Location,
-    ProgramSettings, ReadyKind, SighupAction, StrategyKind, MAX_WORKERS,
+    check_env_entry, parse_duration, parse_octal_mode, parse_signal, ConfigError, ConfigErrors,
+    Location, ProgramSettings, ReadyKind, SighupAction, StrategyKind, MAX_WORKERS,
 };
 use crate::sockets::{self, ListenAddr, SocketSpec};
 
@@ -25,6 +26,11 @@ pub(super) struct FileConfig {
     pub(super) program: ProgramSettings,
     /// Where each `[program]` key stands, for errors found after merging.
     pub(super) keys: BTreeMap<&'static str, Location>,
+    /// Where each `env` entry's name stands (a byte offset, made a
+    /// Location only for an error: there may be many thousands).
+    pub(super) env_at: HashMap<String, usize>,
+    /// Turns those offsets into file:line:column.
+    pub(super) lines: Lines,
 }
 
 #[derive(Deserialize)]
@@ -60,8 +66,7 @@ enum RawMode {
 #[serde(deny_unknown_fields)]
 struct RawProgram {
     command: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: Option<Spanned<RawEnv>>,
     working_directory: Option<Spanned<String>>,
     ready: Option<Spanned<String>>,
     ready_command: Option<Spanned<Vec<String>>>,
@@ -77,22 +82,81 @@ struct RawProgram {
     batch: Option<Spanned<i64>>,
 }
 
+/// `[program.env]` (or `env = { ... }`), in file order, each name and value
+/// with its place.
+struct RawEnv(Vec<(Spanned<String>, Spanned<String>)>);
+
+impl<'de> Deserialize<'de> for RawEnv {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = RawEnv;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of NAME = \"value\"")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawEnv, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(RawEnv(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// Where each line of a file starts, to turn byte offsets into
+/// file:line:column in O(log lines). (Counting newlines from the start for
+/// each offset, as this once did, would make locating every `env` entry of
+/// a large table quadratic.)
+#[derive(Debug, Default)]
+pub(super) struct Lines {
+    path: PathBuf,
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(path: &Path, text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines {
+            path: path.to_path_buf(),
+            starts,
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn for_test(path: &str, text: &str) -> Lines {
+        Lines::new(Path::new(path), text)
+    }
+
+    pub(super) fn at(&self, offset: usize) -> Location {
+        // The number of lines starting at or before `offset` (the first
+        // starts at 0).
+        let line = self.starts.partition_point(|&start| start <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        Location {
+            file: self.path.clone(),
+            line,
+            column: offset.saturating_sub(start) + 1,
+        }
+    }
+}
+
 /// Turns byte offsets into file:line:column.
 struct Source<'a> {
     path: &'a Path,
-    text: &'a str,
+    lines: Lines,
 }
 
 impl Source<'_> {
     fn at(&self, offset: usize) -> Location {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        Location {
-            file: self.path.to_path_buf(),
-            line,
-            column,
-        }
+        self.lines.at(offset)
     }
 
     fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
@@ -115,7 +179,10 @@ impl Source<'_> {
 }
 
 pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigErrors> {
-    let src = Source { path, text };
+    let src = Source {
+        path,
+        lines: Lines::new(path, text),
+    };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             location: e.span().map(|span| src.at(span.start)),
@@ -150,6 +217,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigEr
         program_from_raw(&src, program, &base, &mut out, &mut errors);
     }
     if errors.is_empty() {
+        out.lines = src.lines;
         Ok(out)
     } else {
         Err(ConfigErrors(errors))
@@ -247,7 +315,19 @@ fn program_from_raw(
             p.command = Some(command);
         }
     }
-    p.env = raw.env;
+    if let Some(env) = raw.env {
+        key("env", env.span());
+        let entries = env.into_inner().0;
+        out.env_at.reserve(entries.len());
+        for (name, value) in entries {
+            if let Err(e) = check_env_entry(name.get_ref(), value.get_ref()) {
+                errors.push(src.error(&name, format!("env: {e}")));
+                continue;
+            }
+            out.env_at.insert(name.get_ref().clone(), name.span().start);
+            p.env.insert(name.into_inner(), value.into_inner());
+        }
+    }
     p.working_directory = raw.working_directory.map(|d| base.join(d.into_inner()));
     if let Some(ready) = &raw.ready {
         key("ready", ready.span());

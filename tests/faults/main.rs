@@ -21,3 +21,6 @@ mod wait;
 mod sockets;
 
 mod runtime_dir;
+
+mod env;
+mod signals;
