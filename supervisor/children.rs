@@ -63,10 +63,15 @@ impl Supervisor {
                 self.worker_gone(Some(id));
             }
             Place::Incoming(_) => {
-                self.fail_rollout(
-                    format!("{worker} {why} before it was ready"),
-                    ErrorKind::RestartFailed,
-                );
+                let when = match worker.state {
+                    WorkerState::Ready { .. } => format!(
+                        "{} after it was ready (a new worker must stay up for min_ready_time, {})",
+                        ms(worker.since.elapsed()),
+                        ms(worker.generation.spec.min_ready_time)
+                    ),
+                    _ => "before it was ready".to_string(),
+                };
+                self.fail_rollout(format!("{worker} {why} {when}"), ErrorKind::RestartFailed);
             }
             Place::Active(slot) => {
                 if self.is_shutting_down() {
@@ -76,7 +81,20 @@ impl Supervisor {
                 let stable = matches!(worker.state, WorkerState::Ready { .. })
                     && worker.since.elapsed() >= STABLE_AFTER;
                 let delay = self.schedule_respawn(slot, worker.generation.clone(), stable);
-                tracing::warn!("{worker} {why}; respawning in {}", ms(delay));
+                if self.serving_ready {
+                    tracing::warn!("{worker} {why}; respawning in {}", ms(delay));
+                } else {
+                    // The documented choice for a first generation that
+                    // cannot start: keep the sockets and keep trying (a
+                    // database it needs may come up), and say so plainly.
+                    tracing::error!(
+                        "{worker} {why}; no generation is serving yet: connections wait in the listen backlog \
+                         while handoff keeps trying (attempt {} of generation {}, the next in {})",
+                        self.slots[slot].restarts + 1,
+                        worker.generation.number,
+                        ms(delay)
+                    );
+                }
             }
         }
     }

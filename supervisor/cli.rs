@@ -149,6 +149,11 @@ pub struct RunArgs {
     /// How long a new child has to become ready (default 30s).
     #[arg(long, value_parser = config::parse_duration)]
     pub ready_timeout: Option<Duration>,
+    /// How long a restart's new workers must stay up once ready before
+    /// the old ones drain; one that dies sooner fails the restart
+    /// (default 250ms; 0 commits at once).
+    #[arg(long, value_parser = config::parse_duration)]
+    pub min_ready_time: Option<Duration>,
     /// The signal that asks a child to drain and exit (default SIGTERM).
     #[arg(long, value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
@@ -239,6 +244,7 @@ impl RunArgs {
                 ready_delay: self.ready_delay,
                 ready_interval: self.ready_interval,
                 ready_timeout: self.ready_timeout,
+                min_ready_time: self.min_ready_time,
                 stop_signal: self.stop_signal,
                 drain_timeout: self.drain_timeout,
                 respawn_backoff: self.respawn_backoff,

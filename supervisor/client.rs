@@ -190,12 +190,15 @@ pub fn status(target: &Target, json: bool) -> Exit {
 
 /// The human form of `status`.
 pub fn render(s: &Status) -> String {
+    let serving = match s.generation {
+        0 => "not serving yet: no generation has become ready".to_string(),
+        g => format!("generation {g}"),
+    };
     let mut out = format!(
-        "handoff {} (pid {}), up {}, generation {}",
+        "handoff {} (pid {}), up {}, {serving}",
         s.version,
         s.pid,
         crate::ms(Duration::from_millis(s.uptime_ms)),
-        s.generation
     );
     if let Some(g) = s.restarting {
         out += &format!(", restarting to generation {g}");
@@ -205,7 +208,17 @@ pub fn render(s: &Status) -> String {
     }
     out += "\n\nSOCKET   FD  ADDRESS                 LISTEN\n";
     for k in &s.sockets {
-        out += &format!("{:<8} {:<3} {:<23} {}\n", k.name, k.fd, k.address, k.listen);
+        let mut trouble = String::new();
+        if !k.listening {
+            trouble += "  NOT LISTENING (a child shut it down; see the log)";
+        }
+        if k.revived > 0 {
+            trouble += &format!("  (a child shut it down; listening again, {}x)", k.revived);
+        }
+        out += &format!(
+            "{:<8} {:<3} {:<23} {}{trouble}\n",
+            k.name, k.fd, k.address, k.listen
+        );
     }
     out += "\nSLOT  PID      GEN  STATE       FOR        RESTARTS  STATUS\n";
     for w in &s.workers {

@@ -72,6 +72,11 @@ pub struct ProgramSpec {
     pub working_directory: Option<PathBuf>,
     pub ready: Readiness,
     pub ready_timeout: Duration,
+    /// How long a restart's new workers must stay up once ready before the
+    /// old ones are told to drain: a worker that dies within it fails the
+    /// restart, and the old generation, still there, keeps serving.
+    #[serde(default = "default_min_ready_time")]
+    pub min_ready_time: Duration,
     #[serde(with = "signal_name")]
     pub stop_signal: Signal,
     pub drain_timeout: Duration,
@@ -97,6 +102,13 @@ pub enum Readiness {
 }
 
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Long enough to see a server that says READY=1 and exits at once (it
+/// takes a few ms), short enough not to slow a restart down noticeably.
+pub const DEFAULT_MIN_READY_TIME: Duration = Duration::from_millis(250);
+
+fn default_min_ready_time() -> Duration {
+    DEFAULT_MIN_READY_TIME
+}
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(1);
 pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(200);
@@ -171,6 +183,7 @@ pub struct ProgramSettings {
     pub ready_delay: Option<Duration>,
     pub ready_interval: Option<Duration>,
     pub ready_timeout: Option<Duration>,
+    pub min_ready_time: Option<Duration>,
     #[serde(with = "signal_name::option")]
     pub stop_signal: Option<Signal>,
     pub drain_timeout: Option<Duration>,
@@ -555,6 +568,10 @@ fn finish(
         working_directory: flags.working_directory.or(file_program.working_directory),
         ready,
         ready_timeout,
+        min_ready_time: flags
+            .min_ready_time
+            .or(file_program.min_ready_time)
+            .unwrap_or(DEFAULT_MIN_READY_TIME),
         stop_signal: flags
             .stop_signal
             .or(file_program.stop_signal)

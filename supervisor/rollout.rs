@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Strategy;
 use crate::protocol::{ErrorKind, Response, RestartReport};
-use crate::supervisor::{error, ms_u64, DrainWait, RestartWaiter, Slot, Supervisor};
+use crate::supervisor::{error, ms_u64, DrainWait, Event, RestartWaiter, Slot, Supervisor};
 use crate::worker::{Generation, WorkerId, WorkerState};
 
 pub struct Rollout {
@@ -40,6 +40,11 @@ pub struct Rollout {
     child_time: Duration,
     /// The old workers this rollout told to drain.
     drained: Vec<WorkerId>,
+    /// The batch is ready and waits out `min_ready_time` before it is
+    /// committed: the token of that timer.
+    settling: Option<u64>,
+    /// When the batch began to settle.
+    settled_since: Option<Instant>,
     waiters: Vec<RestartWaiter>,
 }
 
@@ -103,6 +108,8 @@ impl Supervisor {
             original_slots,
             child_time: Duration::ZERO,
             drained: Vec::new(),
+            settling: None,
+            settled_since: None,
             waiters,
         });
         self.start_next_batch();
@@ -131,21 +138,76 @@ impl Supervisor {
         }
     }
 
-    /// Called when a new worker became ready: commits the batch once all of
-    /// it is ready.
+    /// Called when a new worker became ready: once all of the batch is,
+    /// the batch waits out `min_ready_time` (if it replaces old workers,
+    /// which keep serving meanwhile), then is committed.
     pub(crate) fn advance_rollout(&mut self) {
         let Some(rollout) = &self.rollout else { return };
-        let mut slowest = Duration::ZERO;
+        if rollout.settling.is_some() {
+            return;
+        }
         for &s in &rollout.batch {
-            match self.slots[s].incoming.as_ref().map(|w| &w.state) {
-                Some(WorkerState::Ready { ready_in }) => slowest = slowest.max(*ready_in),
-                _ => return,
+            if !matches!(
+                self.slots[s].incoming.as_ref().map(|w| &w.state),
+                Some(WorkerState::Ready { .. })
+            ) {
+                return;
             }
         }
+        let hold = rollout.generation.spec.min_ready_time;
+        let replaces = rollout
+            .batch
+            .iter()
+            .any(|&s| self.slots[s].active.is_some());
+        if hold.is_zero() || !replaces {
+            return self.commit_batch();
+        }
+        let token = self.next_token;
+        self.next_token += 1;
         let rollout = self.rollout.as_mut().expect("checked above");
+        rollout.settling = Some(token);
+        rollout.settled_since = Some(Instant::now());
+        let generation = rollout.generation.number;
+        let tx = self.sink.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            let _ = tx.send(Event::Settled { generation, token });
+        });
+    }
+
+    /// `min_ready_time` has passed since the batch was ready, and none of
+    /// it died meanwhile (that would have failed the rollout).
+    pub(crate) fn on_settled(&mut self, generation: u64, token: u64) {
+        let current = self
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.generation.number == generation && r.settling == Some(token));
+        if current {
+            self.commit_batch();
+        }
+    }
+
+    /// Every new worker of the batch takes its slot; the old ones drain.
+    fn commit_batch(&mut self) {
+        let rollout = self.rollout.as_mut().expect("a rollout is in progress");
+        rollout.settling = None;
+        let mut slowest = Duration::ZERO;
+        for &s in &rollout.batch {
+            if let Some(WorkerState::Ready { ready_in }) =
+                self.slots[s].incoming.as_ref().map(|w| &w.state)
+            {
+                slowest = slowest.max(*ready_in);
+            }
+        }
         let batch = std::mem::take(&mut rollout.batch);
         rollout.replaced += batch.len();
-        rollout.child_time += slowest;
+        // The children's own time: their start-up, and the min_ready_time
+        // they had to stay up for (the supervisor only waited).
+        let held = rollout
+            .settled_since
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        rollout.child_time += slowest + held;
         let took = rollout.batch_started.elapsed();
         let number = rollout.generation.number;
         let done = rollout.todo.is_empty();
@@ -274,7 +336,10 @@ impl Supervisor {
         } else if self.serving_ready {
             format!("{reason}; generation {} keeps serving", self.serving.number)
         } else {
-            format!("{reason}; the previous workers keep running")
+            format!(
+                "{reason}; no generation has become ready yet, so none was kept: generation {}'s workers keep being retried",
+                self.serving.number
+            )
         };
         tracing::error!(
             "restart to generation {} failed: {message}",

@@ -45,6 +45,11 @@ pub enum Event {
     },
     /// Time to look at the process groups workers left behind.
     CheckGroups,
+    /// A restart's ready batch has stayed up for `min_ready_time`.
+    Settled {
+        generation: u64,
+        token: u64,
+    },
 }
 
 pub type Waiter = oneshot::Sender<Response>;
@@ -352,6 +357,7 @@ impl Supervisor {
                 // else: a late event about a worker already gone
             }
             Event::RespawnDue { slot, token } => self.on_respawn_due(slot, token),
+            Event::Settled { generation, token } => self.on_settled(generation, token),
             Event::CheckGroups => {
                 self.groups_check_due = false;
                 self.check_groups();

@@ -73,6 +73,7 @@ struct RawProgram {
     ready_delay: Option<Spanned<String>>,
     ready_interval: Option<Spanned<String>>,
     ready_timeout: Option<Spanned<String>>,
+    min_ready_time: Option<Spanned<String>>,
     stop_signal: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
     respawn_backoff: Option<Spanned<String>>,
@@ -363,6 +364,7 @@ fn program_from_raw(
     p.ready_delay = duration(&raw.ready_delay, "ready_delay");
     p.ready_interval = duration(&raw.ready_interval, "ready_interval");
     p.ready_timeout = duration(&raw.ready_timeout, "ready_timeout");
+    p.min_ready_time = duration(&raw.min_ready_time, "min_ready_time");
     p.drain_timeout = duration(&raw.drain_timeout, "drain_timeout");
     p.respawn_backoff = duration(&raw.respawn_backoff, "respawn_backoff");
     p.respawn_backoff_max = duration(&raw.respawn_backoff_max, "respawn_backoff_max");

@@ -8,8 +8,6 @@
 //! deadlines, never a sleep to synchronise. The heavier soak cases (storms,
 //! hundreds of restarts) are a target of their own, `tests/soak/`.
 
-mod control;
-mod groups;
 #[allow(dead_code)]
 #[path = "../integration/harness.rs"]
 mod harness;
@@ -18,9 +16,10 @@ mod harness;
 mod load;
 mod wait;
 
-mod sockets;
-
-mod runtime_dir;
-
+mod control;
 mod env;
+mod groups;
+mod readiness;
+mod runtime_dir;
 mod signals;
+mod sockets;
