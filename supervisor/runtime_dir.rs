@@ -22,11 +22,18 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::supervisor::RunError;
 
 const PREFIX: &str = "handoff-";
 /// tempfile's default number of random characters in a name.
 const RANDOM_CHARS: usize = 6;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create a runtime directory in {}: {source}", dir.display())]
+pub struct CreateError {
+    pub dir: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
 
 /// The supervisor's private directory (mode 0700). Removed when the
 /// supervisor stops; kept across an upgrade (same process, same name).
@@ -35,13 +42,13 @@ pub(crate) struct RuntimeDir(pub PathBuf);
 impl RuntimeDir {
     /// Creates a new directory in $XDG_RUNTIME_DIR (or the temp dir), after
     /// removing the ones that supervisors now gone left there.
-    pub(crate) fn create() -> Result<RuntimeDir, RunError> {
+    pub(crate) fn create() -> Result<RuntimeDir, CreateError> {
         let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|p| p.is_dir())
             .unwrap_or_else(std::env::temp_dir);
         remove_stale(&base);
-        let error = |source| RunError::RuntimeDir {
+        let error = |source| CreateError {
             dir: base.clone(),
             source,
         };

@@ -75,12 +75,8 @@ pub enum RunError {
     Bind(#[source] BindError),
     #[error("{0}")]
     Control(#[source] ControlBindError),
-    #[error("cannot create a runtime directory in {dir}: {source}")]
-    RuntimeDir {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    RuntimeDir(#[from] crate::runtime_dir::CreateError),
     #[error("cannot start the server: {0}")]
     Start(#[source] LaunchError),
     #[error("cannot install signal handlers: {0}")]
