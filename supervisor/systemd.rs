@@ -41,6 +41,19 @@ impl Inherited {
     /// Takes the fds meant for this process: LISTEN_PID must be our pid,
     /// or they were meant for someone else and are left alone.
     pub fn from_env() -> Result<Inherited, AdoptError> {
+        // LISTEN_PID first: variables a parent inherited and passed on
+        // (a shell started from a socket-activated service, a test runner)
+        // are stale, and nothing in them, not even a malformed
+        // LISTEN_FDNAMES, may stop the start. sd-notify parses the names
+        // whoever the fds are for.
+        match std::env::var("LISTEN_PID") {
+            Err(_) => return Ok(Inherited { fds: Vec::new() }),
+            Ok(pid) if pid.trim().parse::<u32>().ok() != Some(std::process::id()) => {
+                tracing::debug!("LISTEN_PID={pid} is not this process: leaving LISTEN_FDS alone");
+                return Ok(Inherited { fds: Vec::new() });
+            }
+            Ok(_) => {}
+        }
         if std::env::var("LISTEN_FDS").is_ok_and(|n| n.trim() == "0") {
             return Ok(Inherited { fds: Vec::new() });
         }

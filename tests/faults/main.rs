@@ -14,3 +14,5 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../integration/load.rs"]
 mod load;
+
+mod systemd_env;
