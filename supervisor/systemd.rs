@@ -260,6 +260,11 @@ pub struct ServiceManager {
     notifier: Option<Notifier>,
     fdstore: bool,
     status: String,
+    /// The service manager asked for WATCHDOG=1 pings (WATCHDOG_USEC set,
+    /// WATCHDOG_PID unset or ours). Unasked, a ping is at best noise, at
+    /// worst it feeds a watchdog set for another process (WATCHDOG_PID)
+    /// and hides that process hanging.
+    watchdog: bool,
     /// READY=1 was sent (the first generation became ready).
     ready: bool,
     /// RELOADING=1 was sent; READY=1 follows once the restart is over.
@@ -277,6 +282,7 @@ impl ServiceManager {
         ServiceManager {
             notifier,
             fdstore,
+            watchdog: watchdog_interval().is_some(),
             status: String::new(),
             ready: false,
             reloading: false,
@@ -341,8 +347,11 @@ impl ServiceManager {
         self.send("STOPPING=1\nSTATUS=stopping\n");
     }
 
+    /// Pings the watchdog, if the service manager asked for one.
     pub fn watchdog(&self) {
-        self.send("WATCHDOG=1\n");
+        if self.watchdog {
+            self.send("WATCHDOG=1\n");
+        }
     }
 
     /// With `fdstore = true`, hands sockets to the service manager's fd

@@ -9,6 +9,9 @@
 //! hundreds of restarts) are a target of their own, `tests/soak/`.
 
 #[allow(dead_code)]
+#[path = "../integration/activator.rs"]
+mod activator;
+#[allow(dead_code)]
 #[path = "../integration/harness.rs"]
 mod harness;
 #[allow(dead_code)]

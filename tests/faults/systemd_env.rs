@@ -1,5 +1,6 @@
 //! systemd variables handoff inherited but that are not for it: stale
-//! LISTEN_* meant for another pid (issue 7 item 4).
+//! LISTEN_* meant for another pid (issue 7 item 4), and no watchdog asked
+//! for, or one asked for another pid (item 12).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -7,7 +8,8 @@ use std::process::{Command, Stdio};
 use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::signal::Signal;
 
-use crate::harness::{example, get_from_generation, handoff_bin, temp_dir, Handoff};
+use crate::activator::{activate, NotifySocket};
+use crate::harness::{client, example, get_from_generation, handoff_bin, temp_dir, Handoff};
 
 /// "socket:[INODE]", as /proc/PID/fd/N names a socket.
 fn socket_name(fd: impl AsFd) -> String {
@@ -58,4 +60,58 @@ fn stale_listen_variables_for_another_pid_are_left_alone() {
 
     h.signal(Signal::SIGTERM);
     assert_eq!(h.wait_exit().code(), Some(0), "{}", h.log());
+}
+
+/// Runs hello under handoff with a NOTIFY_SOCKET and `env`, upgrades it
+/// in place, stops it, and returns every datagram handoff sent.
+fn notifications_around_an_upgrade(env: &[(&str, &str)]) -> Vec<String> {
+    let dir = temp_dir();
+    let notify = NotifySocket::bind(dir.path(), false);
+    let hello = example("hello");
+    let mut all_env = vec![("NOTIFY_SOCKET", notify.address.as_str())];
+    all_env.extend_from_slice(env);
+    let mut h = activate(
+        dir.path(),
+        vec![],
+        &all_env,
+        &[
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--",
+            hello.to_str().expect("utf-8"),
+        ],
+    );
+    h.wait_generation(1);
+    let ready = notify.wait_for("READY=1", 0);
+
+    let (code, out, err) = client(&["upgrade", "--control", h.control.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    h.wait_log("upgraded from handoff");
+
+    // The datagrams arrive in the order they were sent: once STOPPING=1
+    // is here, so is everything the upgrade sent.
+    h.signal(Signal::SIGTERM);
+    notify.wait_for("STOPPING=1", ready + 1);
+    assert_eq!(h.wait_exit().code(), Some(0), "{}", h.log());
+    notify.texts()
+}
+
+#[test]
+fn an_upgrade_does_not_ping_a_watchdog_nobody_asked_for() {
+    let texts = notifications_around_an_upgrade(&[]);
+    assert!(
+        !texts.iter().any(|t| t.contains("WATCHDOG=1")),
+        "no WATCHDOG_USEC, yet: {texts:?}"
+    );
+}
+
+#[test]
+fn an_upgrade_does_not_ping_a_watchdog_set_for_another_pid() {
+    // pid 1 is never handoff: the watchdog is someone else's.
+    let texts =
+        notifications_around_an_upgrade(&[("WATCHDOG_USEC", "600000000"), ("WATCHDOG_PID", "1")]);
+    assert!(
+        !texts.iter().any(|t| t.contains("WATCHDOG=1")),
+        "WATCHDOG_PID=1 is not handoff, yet: {texts:?}"
+    );
 }
