@@ -18,4 +18,5 @@ mod harness;
 #[path = "../integration/load.rs"]
 mod load;
 
+mod output;
 mod systemd_env;
