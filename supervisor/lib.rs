@@ -38,6 +38,9 @@
 //!   fd store).
 //! - `upgrade`: replacing the supervisor with a new binary in place
 //!   (snapshot, check, exec with the fds kept, resume).
+//! - `logging`: handoff's own log on stderr, through a small bounded
+//!   buffer and a writer thread, so that a stderr that is closed or that
+//!   nobody reads neither kills nor stalls the supervisor.
 //! - `sys`: the raw syscalls no crate wraps.
 
 pub mod children;
@@ -47,6 +50,7 @@ pub mod config;
 pub mod control;
 pub mod exit;
 pub mod groups;
+pub mod logging;
 pub mod notify;
 pub mod protocol;
 pub mod reconfigure;

@@ -1,18 +1,26 @@
 //! The `handoff` command: parses flags and calls into the library.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use handoff::cli::{default_control_path, Cli, Command, RunArgs};
 use handoff::config::{self, Config};
 use handoff::exit::Exit;
+use handoff::logging::{self, Output};
 use handoff::{client, supervisor};
 
 fn main() -> ExitCode {
     // Before anything opens an fd of its own.
     handoff::sys::mark_inherited_fds_cloexec();
     let cli = Cli::parse();
-    init_logging(cli.log_level);
+    // The supervisor must outlive a stderr nobody reads (or can); a
+    // client may block on it, it exits soon anyway.
+    let output = match cli.command {
+        Command::Run(_) | Command::Resume { check: false, .. } => Output::Buffered,
+        _ => Output::Direct,
+    };
+    logging::init(cli.log_level, output);
     let exit = match cli.command {
         Command::Run(args) => run(&args),
         Command::Restart { target, drained } => client::restart(&target, drained),
@@ -24,32 +32,21 @@ fn main() -> ExitCode {
         Command::Upgrade(target) => client::upgrade(&target),
         Command::Resume { check, state } => resume(check, &state),
     };
+    // The last lines ("stopped") are the ones a reader waits for.
+    logging::flush();
     exit.into()
-}
-
-fn init_logging(level: tracing::Level) {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    // journald stamps each line itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Loads and fully validates a config, including that the program exists.
 fn load(file: Option<&std::path::Path>, overrides: config::Overrides) -> Result<Config, Exit> {
     let config = config::load(file, overrides).map_err(|errors| {
         for e in errors.0 {
-            eprintln!("handoff: {e}");
+            logging::error(e);
         }
         Exit::Config
     })?;
     if let Err(e) = config::check_program(&config) {
-        eprintln!("handoff: {e}");
+        logging::error(e);
         return Err(Exit::Config);
     }
     Ok(config)
@@ -58,7 +55,9 @@ fn load(file: Option<&std::path::Path>, overrides: config::Overrides) -> Result<
 fn check(file: &std::path::Path) -> Exit {
     match load(Some(file), config::Overrides::default()) {
         Ok(c) => {
-            println!(
+            // A closed stdout (`handoff check | true`) is no reason to panic.
+            let _ = writeln!(
+                std::io::stdout(),
                 "{}: ok ({} socket(s), {} worker(s))",
                 file.display(),
                 c.sockets.len(),
@@ -81,7 +80,7 @@ fn resume(check: bool, state: &std::path::Path) -> Exit {
     match runtime.block_on(handoff::upgrade::resume(state)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
-            eprintln!("handoff: {e}");
+            logging::error(e);
             Exit::Setup
         }
     }
@@ -96,7 +95,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     {
         Ok(r) => Some(r),
         Err(e) => {
-            eprintln!("handoff: cannot start the async runtime: {e}");
+            logging::error(format_args!("cannot start the async runtime: {e}"));
             None
         }
     }
@@ -106,7 +105,7 @@ fn run(args: &RunArgs) -> Exit {
     let overrides = match args.overrides() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("handoff: {e}");
+            logging::error(e);
             return Exit::Usage;
         }
     };
@@ -121,7 +120,7 @@ fn run(args: &RunArgs) -> Exit {
     match runtime.block_on(supervisor::run(config, overrides, &control)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
-            eprintln!("handoff: {e}");
+            logging::error(e);
             Exit::Setup
         }
     }

@@ -22,7 +22,6 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-
 const PREFIX: &str = "handoff-";
 /// tempfile's default number of random characters in a name.
 const RANDOM_CHARS: usize = 6;

@@ -41,6 +41,19 @@ impl Inherited {
     /// Takes the fds meant for this process: LISTEN_PID must be our pid,
     /// or they were meant for someone else and are left alone.
     pub fn from_env() -> Result<Inherited, AdoptError> {
+        // LISTEN_PID first: variables a parent inherited and passed on
+        // (a shell started from a socket-activated service, a test runner)
+        // are stale, and nothing in them, not even a malformed
+        // LISTEN_FDNAMES, may stop the start. sd-notify parses the names
+        // whoever the fds are for.
+        match std::env::var("LISTEN_PID") {
+            Err(_) => return Ok(Inherited { fds: Vec::new() }),
+            Ok(pid) if pid.trim().parse::<u32>().ok() != Some(std::process::id()) => {
+                tracing::debug!("LISTEN_PID={pid} is not this process: leaving LISTEN_FDS alone");
+                return Ok(Inherited { fds: Vec::new() });
+            }
+            Ok(_) => {}
+        }
         if std::env::var("LISTEN_FDS").is_ok_and(|n| n.trim() == "0") {
             return Ok(Inherited { fds: Vec::new() });
         }
@@ -247,6 +260,11 @@ pub struct ServiceManager {
     notifier: Option<Notifier>,
     fdstore: bool,
     status: String,
+    /// The service manager asked for WATCHDOG=1 pings (WATCHDOG_USEC set,
+    /// WATCHDOG_PID unset or ours). Unasked, a ping is at best noise, at
+    /// worst it feeds a watchdog set for another process (WATCHDOG_PID)
+    /// and hides that process hanging.
+    watchdog: bool,
     /// READY=1 was sent (the first generation became ready).
     ready: bool,
     /// RELOADING=1 was sent; READY=1 follows once the restart is over.
@@ -264,6 +282,7 @@ impl ServiceManager {
         ServiceManager {
             notifier,
             fdstore,
+            watchdog: watchdog_interval().is_some(),
             status: String::new(),
             ready: false,
             reloading: false,
@@ -328,8 +347,11 @@ impl ServiceManager {
         self.send("STOPPING=1\nSTATUS=stopping\n");
     }
 
+    /// Pings the watchdog, if the service manager asked for one.
     pub fn watchdog(&self) {
-        self.send("WATCHDOG=1\n");
+        if self.watchdog {
+            self.send("WATCHDOG=1\n");
+        }
     }
 
     /// With `fdstore = true`, hands sockets to the service manager's fd

@@ -250,6 +250,8 @@ impl Supervisor {
             snapshot.slots.iter().filter(|s| s.active.is_some()).count() + snapshot.draining.len()
         );
         self.manager.watchdog();
+        // The log's writer thread does not survive the exec.
+        crate::logging::flush();
         let err = crate::sys::exec_keeping(
             &self.binary,
             &["__resume".as_ref(), state.as_os_str()],

@@ -9,6 +9,9 @@
 //! hundreds of restarts) are a target of their own, `tests/soak/`.
 
 #[allow(dead_code)]
+#[path = "../integration/activator.rs"]
+mod activator;
+#[allow(dead_code)]
 #[path = "../integration/harness.rs"]
 mod harness;
 #[allow(dead_code)]
@@ -19,7 +22,9 @@ mod wait;
 mod control;
 mod env;
 mod groups;
+mod output;
 mod readiness;
 mod runtime_dir;
 mod signals;
 mod sockets;
+mod systemd_env;
