@@ -26,3 +26,4 @@ mod wait;
 mod procs;
 
 mod restarts;
+mod signal_storm;

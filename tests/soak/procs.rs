@@ -1,5 +1,5 @@
 //! What /proc says about the supervisor and its children: open fds,
-//! resident memory, zombies.
+//! resident memory, children, zombies, signal masks.
 
 use handoff::protocol::{Request, Response};
 
@@ -55,6 +55,47 @@ pub fn assert_no_zombie(parent: u32) {
         last = zombies_of(parent);
         last.is_empty()
     });
+}
+
+/// SigBlk of `pid` if it runs `comm` (has exec'd it), read while it is not
+/// blocking everything for a moment (glibc's pthread_create blocks every
+/// signal around creating a thread, as does a signal handler). None once it
+/// is gone, or if it does not run `comm`.
+pub fn steady_blocked(pid: u32, comm: &str) -> Option<u64> {
+    /// SIGKILL and SIGSTOP, which no mask blocks.
+    const ALWAYS_DELIVERED: u64 = 1 << (9 - 1) | 1 << (19 - 1);
+    for _ in 0..100 {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if name.trim() != comm {
+            return None;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no SigBlk in /proc/{pid}/status:\n{status}"));
+        if blocked | ALWAYS_DELIVERED != u64::MAX {
+            return Some(blocked);
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
+/// The supervisor's children now, from /proc (CONFIG_PROC_CHILDREN).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// Waits until every worker is ready and of the serving generation, and
