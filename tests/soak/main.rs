@@ -25,5 +25,6 @@ mod wait;
 
 mod procs;
 
+mod parallel_restarts;
 mod restarts;
 mod signal_storm;
