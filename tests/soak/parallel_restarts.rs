@@ -118,16 +118,17 @@ fn a_hundred_restart_requests_at_once_are_all_answered_by_a_few_generations() {
         );
         *by_generation.entry(a.generation).or_default() += 1;
     }
-    // Refused as busy the first time: at most those beyond the cap on
-    // connections.
-    let refused_first = answers.iter().filter(|a| a.busy > 0).count();
+    // Refused as busy, at any attempt: only a client that finds every slot
+    // taken is, and one that gets a slot is answered and asks no more; so
+    // at most the clients beyond the cap on connections.
+    let ever_busy = answers.iter().filter(|a| a.busy > 0).count();
     let busy: u32 = answers.iter().map(|a| a.busy).sum();
     assert!(
-        refused_first <= REQUESTS - MAX_CONNECTIONS,
-        "{refused_first} of {REQUESTS} requests were refused as busy, with {MAX_CONNECTIONS} connections allowed"
+        ever_busy <= REQUESTS - MAX_CONNECTIONS,
+        "{ever_busy} of {REQUESTS} requests were refused as busy, with {MAX_CONNECTIONS} connections allowed"
     );
 
-    let unanswered_first = answers.iter().filter(|a| a.unanswered > 0).count();
+    let ever_unanswered = answers.iter().filter(|a| a.unanswered > 0).count();
     let unanswered: u32 = answers.iter().map(|a| a.unanswered).sum();
 
     assert_no_zombie(supervisor);
@@ -139,8 +140,8 @@ fn a_hundred_restart_requests_at_once_are_all_answered_by_a_few_generations() {
     eprintln!(
         "soak parallel-restarts: {REQUESTS} restarts, {requests} requests, {} failed, \
          {generations} generations started, restart requests answered `restarted` in the end ({}), \
-         {refused_first} first refused as busy ({busy} busy answers, {MAX_CONNECTIONS} connections allowed), \
-         {unanswered_first} first closed with no answer ({unanswered} in all), \
+         {ever_busy} refused as busy at least once ({busy} busy answers, {MAX_CONNECTIONS} connections allowed), \
+         {ever_unanswered} closed with no answer at least once ({unanswered} in all), \
          0 zombies, port free after stop, {:.1}s",
         tally.failures(),
         shares.join(", "),
@@ -149,8 +150,8 @@ fn a_hundred_restart_requests_at_once_are_all_answered_by_a_few_generations() {
     // Last, so that the summary shows the other figures: a request is
     // answered (`restarted`, or `busy` beyond the cap), never dropped.
     assert_eq!(
-        unanswered_first, 0,
-        "{unanswered_first} of {REQUESTS} restart requests sent at once got their connection closed with no answer \
+        ever_unanswered, 0,
+        "{ever_unanswered} of {REQUESTS} restart requests sent at once got their connection closed with no answer \
          ({unanswered} times in all, counting retries): the supervisor evicted them as idle while their request waited to be read"
     );
 }
