@@ -33,10 +33,28 @@ const RESTARTERS: usize = 2;
 /// A copy of the handoff binary in the test's dir: an upgrade executes the
 /// binary at the path handoff was started as, and `cargo build` must not
 /// swap it underneath the test.
+///
+/// Returned once it has run: the copy was written through an fd that a
+/// process forked at that moment by another test's thread holds until its
+/// own exec, and executing a file open for writing fails with ETXTBSY. Our
+/// fd is closed by then, so once one exec succeeds, every later one does.
 fn installed_copy(dir: &Path) -> PathBuf {
     let path = dir.join("handoff");
     std::fs::copy(handoff_bin(), &path).expect("copy the handoff binary");
-    path
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match std::process::Command::new(&path)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+        {
+            Ok(status) if status.success() => return path,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::yield_now()
+            }
+            other => panic!("{} --version: {other:?}", path.display()),
+        }
+    }
 }
 
 /// Whether the restart clients may ask, and whether they are done.
