@@ -308,6 +308,12 @@ async fn connection(
     let (read, mut write) = stream.into_split();
     let mut read = tokio::io::BufReader::new(read);
     loop {
+        // Idle (evictable) only with no request waiting unread: tokio may
+        // not know yet that one has arrived, so ask the socket itself.
+        let waiting = !read.buffer().is_empty() || unread_bytes(read.get_ref().as_ref());
+        if !waiting && !slot.idle() {
+            return Ok(());
+        }
         let mut line = Vec::new();
         let mut limited = (&mut read).take(MAX_REQUEST as u64 + 1);
         let n = tokio::select! {
@@ -358,10 +364,19 @@ async fn connection(
             }
         };
         write.write_all(&protocol::encode(&reply)).await?;
-        if !slot.idle() {
-            return Ok(());
-        }
     }
+}
+
+/// Whether the peer has sent bytes this end has not read (a peek that
+/// neither blocks nor consumes).
+fn unread_bytes(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut byte = [0u8; 1];
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    matches!(
+        recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+        Ok(n) if n > 0
+    )
 }
 
 /// Resolves once the shutdown flag is set.

@@ -60,8 +60,12 @@ impl<H> Slots<H> {
         }
     }
 
-    /// Gives a new connection a slot, idle (it has not sent a request yet),
-    /// making room by evicting the longest-idle connection if needed.
+    /// Gives a new connection a slot, making room by evicting the
+    /// longest-idle connection if needed. A newcomer is not idle yet: its
+    /// request may already wait unread (clients write as soon as they
+    /// connect, and a burst is accepted before any connection's task
+    /// runs), so it cannot be evicted until its task has looked for a
+    /// request and found none ([`Slots::idle`]).
     pub fn admit(&mut self, handle: H) -> Admission<H> {
         let evicted = if self.held.len() >= self.cap {
             match self.longest_idle() {
@@ -73,8 +77,13 @@ impl<H> Slots<H> {
         };
         let id = self.next_id;
         self.next_id += 1;
-        let idle_since = Some(self.next_tick());
-        self.held.insert(id, Held { idle_since, handle });
+        self.held.insert(
+            id,
+            Held {
+                idle_since: None,
+                handle,
+            },
+        );
         Admission::Admitted { id, evicted }
     }
 
@@ -90,8 +99,8 @@ impl<H> Slots<H> {
         }
     }
 
-    /// The connection has written its answer and waits for the next
-    /// request. False if it no longer has a slot.
+    /// The connection waits for its (next) request: it has none unread.
+    /// False if it no longer has a slot.
     pub fn idle(&mut self, id: SlotId) -> bool {
         let tick = self.next_tick();
         match self.held.get_mut(&id) {
@@ -142,7 +151,9 @@ mod tests {
     fn below_the_cap_nobody_is_evicted() {
         let mut slots = Slots::new(3);
         for name in ["a", "b", "c"] {
-            assert_eq!(admitted(slots.admit(name)).1, None);
+            let (id, evicted) = admitted(slots.admit(name));
+            assert_eq!(evicted, None);
+            assert!(slots.idle(id));
         }
         assert_eq!(slots.len(), 3);
     }
@@ -152,14 +163,21 @@ mod tests {
         let mut slots = Slots::new(3);
         let (a, _) = admitted(slots.admit("a"));
         let (b, _) = admitted(slots.admit("b"));
-        let (_c, _) = admitted(slots.admit("c"));
+        let (c, _) = admitted(slots.admit("c"));
+        for id in [a, b, c] {
+            assert!(slots.idle(id));
+        }
         // a was admitted first, but it has just been answered: b has been
         // idle the longest.
         assert!(slots.busy(a));
         assert!(slots.idle(a));
-        assert_eq!(admitted(slots.admit("d")).1, Some("b"));
+        let (d, evicted) = admitted(slots.admit("d"));
+        assert_eq!(evicted, Some("b"));
         assert!(!slots.busy(b), "an evicted connection has no slot");
-        assert_eq!(admitted(slots.admit("e")).1, Some("c"));
+        assert!(slots.idle(d));
+        let (e, evicted) = admitted(slots.admit("e"));
+        assert_eq!(evicted, Some("c"));
+        assert!(slots.idle(e));
         assert_eq!(admitted(slots.admit("f")).1, Some("a"));
         assert_eq!(slots.len(), 3);
     }
@@ -171,6 +189,7 @@ mod tests {
         let (b, _) = admitted(slots.admit("b"));
         let (c, _) = admitted(slots.admit("c"));
         assert!(slots.busy(a));
+        assert!(slots.idle(b));
         assert!(slots.busy(c));
         // Only b is idle: it goes, though a and c are older.
         let (d, evicted) = admitted(slots.admit("d"));
@@ -183,6 +202,17 @@ mod tests {
         assert!(slots.idle(c));
         assert_eq!(admitted(slots.admit("f")).1, Some("c"));
         assert!(slots.busy(a), "a, busy all along, still has its slot");
+    }
+
+    #[test]
+    fn a_newcomer_whose_task_has_not_looked_for_its_request_is_not_evicted() {
+        let mut slots = Slots::new(2);
+        let (a, _) = admitted(slots.admit("a"));
+        let (_b, _) = admitted(slots.admit("b"));
+        // Neither task has run yet: their requests may wait unread.
+        assert_eq!(slots.admit("c"), Admission::Full("c"));
+        assert!(slots.idle(a));
+        assert_eq!(admitted(slots.admit("d")).1, Some("a"));
     }
 
     #[test]

@@ -14,7 +14,15 @@ use crate::load::Load;
 /// replaces the installed one.
 fn installed_copy(dir: &Path) -> PathBuf {
     let path = dir.join("handoff");
-    std::fs::copy(handoff_bin(), &path).expect("copy the binary");
+    // Copied by `cp`, not in this process: a file open for writing here
+    // is inherited by whatever another test thread forks meanwhile, and
+    // executing it then fails with ETXTBSY until that child has exec'd.
+    let copied = std::process::Command::new("cp")
+        .arg(handoff_bin())
+        .arg(&path)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "copy the binary: {copied}");
     path
 }
 
