@@ -19,6 +19,7 @@ mod wait;
 mod control;
 mod env;
 mod groups;
+mod held;
 mod readiness;
 mod runtime_dir;
 mod signals;
