@@ -1002,11 +1002,13 @@ fn a_sigkilled_supervisor_leaves_its_workers_to_drain_and_its_port_and_control_p
     );
     for pid in &workers {
         assert_gone(*pid, "a worker of the killed supervisor");
-        // PDEATHSIG is SIGTERM: each drained rather than died.
+        // PDEATHSIG is SIGTERM: each drained rather than died. (hello
+        // says so on stdout, a line at a time; its "got SIGTERM" goes to
+        // unbuffered stderr in pieces, which two workers told at the same
+        // moment interleave.)
         let log = h.log();
         assert!(
-            log.contains(&format!("hello: pid {pid} got SIGTERM, draining"))
-                && log.contains(&format!("hello: pid {pid} drained, exiting")),
+            log.contains(&format!("hello: pid {pid} drained, exiting")),
             "worker {pid} did not drain on its parent's death; log:\n{log}"
         );
     }
