@@ -22,6 +22,7 @@ mod wait;
 mod control;
 mod env;
 mod groups;
+mod held;
 mod output;
 mod readiness;
 mod runtime_dir;
