@@ -128,7 +128,7 @@ fn restarted(answer: Result<Response, Exit>) -> Exit {
 }
 
 pub fn upgrade(target: &Target) -> Exit {
-    match ask(target, Request::Upgrade, LONG) {
+    match ask(target, Request::Upgrade {}, LONG) {
         Ok(Response::Upgraded {
             version,
             from_version,
@@ -157,7 +157,7 @@ pub fn scale(target: &Target, workers: usize) -> Exit {
 }
 
 pub fn stop(target: &Target) -> Exit {
-    match ask(target, Request::Stop, LONG) {
+    match ask(target, Request::Stop {}, LONG) {
         Ok(Response::Stopped { pid }) => {
             if let Ok(false) = crate::sys::wait_for_exit(pid, EXIT_WAIT) {
                 complain!("the supervisor (pid {pid}) said it stopped but has not exited yet");
@@ -171,7 +171,7 @@ pub fn stop(target: &Target) -> Exit {
 }
 
 pub fn status(target: &Target, json: bool) -> Exit {
-    match ask(target, Request::Status, QUICK) {
+    match ask(target, Request::Status {}, QUICK) {
         Ok(Response::Status(status)) => {
             if json {
                 say!(

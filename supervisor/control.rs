@@ -349,7 +349,7 @@ async fn connection(
                 tracing::debug!("control socket: {request:?} requested");
                 let (tx, rx) = oneshot::channel();
                 let stream = match request {
-                    Request::Upgrade => Some(write.as_ref().as_fd().try_clone_to_owned()?),
+                    Request::Upgrade {} => Some(write.as_ref().as_fd().try_clone_to_owned()?),
                     _ => None,
                 };
                 let call = ControlCall {

@@ -21,9 +21,13 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+// The commands without fields are empty struct variants, not unit ones:
+// serde lets a unit variant of an internally tagged enum through with any
+// field (`{"command":"stop","now":true}` stopped the supervisor), while
+// deny_unknown_fields holds for struct variants.
 pub enum Request {
     /// The supervisor's state.
-    Status,
+    Status {},
     /// Start a new generation; the answer comes once it is ready (or rolled
     /// back), or with `drained`, once the old workers have also exited.
     /// Requests that arrive while a restart runs are coalesced into one
@@ -43,9 +47,9 @@ pub enum Request {
     Scale { workers: usize },
     /// Replace the supervisor with the handoff binary now on disk, keeping
     /// the sockets and the children; answered by the new one.
-    Upgrade,
+    Upgrade {},
     /// Graceful shutdown; the answer comes once every child is gone.
-    Stop,
+    Stop {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,7 +212,7 @@ mod tests {
             parse_request(br#"{"command":"restart","drained":true}"#).unwrap(),
             Request::Restart { drained: true }
         );
-        assert_eq!(encode(&Request::Status), b"{\"command\":\"status\"}\n");
+        assert_eq!(encode(&Request::Status {}), b"{\"command\":\"status\"}\n");
         assert!(parse_request(br#"{"command":"explode"}"#)
             .unwrap_err()
             .contains("bad request"));

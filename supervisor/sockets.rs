@@ -429,6 +429,20 @@ fn describe_local(local: &SockAddr, asked: &ListenAddr) -> String {
     }
 }
 
+/// A unix socket path must fit in `sun_path` (108 bytes with its NUL on
+/// Linux); a longer one cannot be bound, so a config naming one is refused
+/// up front rather than at `run`. socket2 knows the limit.
+pub fn check_unix_path(path: &Path) -> Result<(), String> {
+    SockAddr::unix(path).map(drop).map_err(|_| {
+        format!(
+            "{} is {} bytes long: a unix socket path can have at most {}",
+            path.display(),
+            path.as_os_str().len(),
+            std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1
+        )
+    })
+}
+
 /// The kernel's cap on listen backlogs. Asking for it (rather than a small
 /// fixed number) keeps a slow-starting generation from dropping SYNs.
 pub fn somaxconn() -> u32 {

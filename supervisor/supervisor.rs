@@ -421,7 +421,7 @@ impl Supervisor {
 
     fn handle_call(&mut self, call: ControlCall) {
         match call.request {
-            Request::Status => {
+            Request::Status {} => {
                 self.check_sockets();
                 let _ = call.reply.send(Response::Status(self.status()));
             }
@@ -437,10 +437,10 @@ impl Supervisor {
                 let reply = self.scale(workers);
                 let _ = call.reply.send(reply);
             }
-            Request::Stop => self.begin_shutdown(Some(call.reply), "stop requested"),
+            Request::Stop {} => self.begin_shutdown(Some(call.reply), "stop requested"),
             // Carried out by the loop, which holds the signals and the
             // queued events an upgrade must account for first.
-            Request::Upgrade => self.pending_upgrade = Some(Some((call.reply, call.stream))),
+            Request::Upgrade {} => self.pending_upgrade = Some(Some((call.reply, call.stream))),
         }
     }
 

@@ -110,7 +110,7 @@ impl Supervisor {
     }
 
     fn status(&self) -> Option<Status> {
-        match handoff::control::call(&self.control, &Request::Status) {
+        match handoff::control::call(&self.control, &Request::Status {}) {
             Ok(Response::Status(s)) => Some(s),
             _ => None,
         }
@@ -134,7 +134,7 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        let _ = handoff::control::call(&self.control, &Request::Stop);
+        let _ = handoff::control::call(&self.control, &Request::Stop {});
         let _ = self.child.wait();
         // HANDOFF_BENCH_LOG=DIR keeps each supervisor's log there.
         if let Some(dir) = std::env::var_os("HANDOFF_BENCH_LOG") {

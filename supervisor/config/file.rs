@@ -191,9 +191,16 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigEr
         }])
     })?;
     let base = src.base();
-    let mut errors = Vec::new();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let control = raw.control.map(|c| {
+        let path = base.join(c.get_ref());
+        if let Err(e) = sockets::check_unix_path(&path) {
+            errors.push(src.error(&c, format!("control: {e}")));
+        }
+        path
+    });
     let mut out = FileConfig {
-        control: raw.control.map(|c| base.join(c.into_inner())),
+        control,
         fdstore: raw.fdstore,
         ..FileConfig::default()
     };
@@ -235,7 +242,15 @@ fn socket_from_raw(
         errors.push(src.error(&raw.name, e));
     }
     let listen = match raw.listen.get_ref().parse::<ListenAddr>() {
-        Ok(addr) => Some(addr.rebase(base)),
+        Ok(addr) => {
+            let addr = addr.rebase(base);
+            if let ListenAddr::Unix(path) = &addr {
+                if let Err(e) = sockets::check_unix_path(path) {
+                    errors.push(src.error(&raw.listen, e));
+                }
+            }
+            Some(addr)
+        }
         Err(e) => {
             errors.push(src.error(&raw.listen, e.to_string()));
             None

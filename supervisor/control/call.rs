@@ -211,28 +211,28 @@ fn is_timeout(e: &io::Error) -> bool {
 
 fn name(request: &Request) -> &'static str {
     match request {
-        Request::Status => "status",
+        Request::Status {} => "status",
         Request::Restart { .. } => "restart",
         Request::Reload { .. } => "reload",
         Request::Scale { .. } => "scale",
-        Request::Upgrade => "upgrade",
-        Request::Stop => "stop",
+        Request::Upgrade {} => "upgrade",
+        Request::Stop {} => "stop",
     }
 }
 
 /// What a request the client gave up on may still lead to.
 fn still_doing(request: &Request) -> &'static str {
     match request {
-        Request::Status => "it may be overloaded or stuck; nothing was changed",
+        Request::Status {} => "it may be overloaded or stuck; nothing was changed",
         Request::Restart { .. } | Request::Reload { .. } => {
             "the restart may still be under way and end either way (ready, or rolled back); `handoff status` shows the serving generation"
         }
         Request::Scale { .. } => {
             "the new number of workers may still take effect; `handoff status` shows the workers"
         }
-        Request::Upgrade => {
+        Request::Upgrade {} => {
             "the upgrade may still complete or be refused; `handoff status` shows the running version"
         }
-        Request::Stop => "the supervisor may still be draining its workers, and exit after",
+        Request::Stop {} => "the supervisor may still be draining its workers, and exit after",
     }
 }

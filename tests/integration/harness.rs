@@ -189,7 +189,7 @@ impl Handoff {
     }
 
     pub fn status(&self) -> Status {
-        match handoff::control::call(&self.control, &Request::Status) {
+        match handoff::control::call(&self.control, &Request::Status {}) {
             Ok(Response::Status(s)) => s,
             other => panic!("status: {other:?}; log:\n{}", self.log.dump()),
         }

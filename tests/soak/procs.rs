@@ -116,7 +116,7 @@ pub fn wait_at_rest(h: &Handoff, workers: usize) {
 /// 0, and nothing holds the port any more.
 pub fn stop_and_check_port(h: &mut Handoff, addr: &str) {
     let supervisor = h.child.id();
-    match handoff::control::call(&h.control, &Request::Stop) {
+    match handoff::control::call(&h.control, &Request::Stop {}) {
         Ok(Response::Stopped { pid }) => assert_eq!(pid, supervisor),
         other => panic!("stop: {other:?}"),
     }

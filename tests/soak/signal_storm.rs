@@ -138,7 +138,7 @@ impl Restarters {
 fn wait_no_restart(control: &Path) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        match handoff::control::call(control, &Request::Status) {
+        match handoff::control::call(control, &Request::Status {}) {
             Ok(Response::Status(s)) if s.restarting.is_none() => return,
             Ok(Response::Status(_)) => {}
             other => assert_eq!(outcome(other), "cut by an upgrade"),
