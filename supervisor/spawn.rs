@@ -334,8 +334,10 @@ impl ExecImage {
         crate::sys::reset_signals_in_child()?;
         // A supervisor killed with SIGKILL must not leave orphans holding
         // its ports: they get SIGTERM and drain. (The death signal follows
-        // the thread that forked; the supervisor spawns from its only
-        // thread, and a re-exec of the supervisor keeps it.)
+        // the thread that forked: the supervisor spawns only from its
+        // event-loop thread, which lives as long as the process (the log
+        // writer thread never forks), and a re-exec of the supervisor
+        // keeps it.)
         // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number only.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
             return Err(io::Error::last_os_error());
