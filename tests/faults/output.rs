@@ -215,12 +215,15 @@ fn a_log_pipe_nobody_reads_does_not_block_the_supervisor() {
     let (read, write) = pipe();
     // Only to ask whether the pipe is full; never written to.
     let probe = write.try_clone().expect("dup");
-    // Two workers: more log lines per restart.
+    // Two workers: more log lines per restart; no min_ready_time, so
+    // the many restarts it takes to fill the pipe go fast.
     let mut h = Piped::start(
         dir.path(),
         &[
             "--workers",
             "2",
+            "--min-ready-time",
+            "0",
             "--listen",
             "http=tcp://127.0.0.1:0",
             "--",
