@@ -321,7 +321,12 @@ pub fn exec_keeping(
 /// The pids of this process's children, from /proc (needs
 /// CONFIG_PROC_CHILDREN; empty without it).
 pub fn children() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    children_of(std::process::id())
+}
+
+/// The pids of process `pid`'s children, likewise.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     tasks

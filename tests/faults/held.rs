@@ -5,6 +5,7 @@
 //! on the port after `stop`, and `status` still answered. They stay here so
 //! that it keeps holding.
 
+use handoff::sys::children_of;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
@@ -86,21 +87,6 @@ fn assert_fds_back(h: &Handoff, baseline: usize) {
 fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// The supervisor's children now (CONFIG_PROC_CHILDREN).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 /// No child of the supervisor stays a zombie: whatever exited was reaped.

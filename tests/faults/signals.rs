@@ -2,6 +2,7 @@
 //! ignored, whatever state the supervisor is in when it forks; and a
 //! supervisor started with its signals blocked must still get them.
 
+use handoff::sys::children_of;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -150,21 +151,6 @@ fn steady_blocked(pid: u32) -> Option<u64> {
 
 /// SIGKILL and SIGSTOP, which no mask blocks.
 const ALWAYS_DELIVERED: u64 = 1 << (9 - 1) | 1 << (19 - 1);
-
-/// The supervisor's children now, from /proc (CONFIG_PROC_CHILDREN).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
 
 /// The race itself: an upgrade (SIGUSR2) blocks the supervisor's signals
 /// and then handles queued events, and one of them can start a worker (the

@@ -83,21 +83,6 @@ pub fn steady_blocked(pid: u32, comm: &str) -> Option<u64> {
     None
 }
 
-/// The supervisor's children now, from /proc (CONFIG_PROC_CHILDREN).
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 /// Waits until every worker is ready and of the serving generation, and
 /// no old one drains: the supervisor at rest, where its fd count and
 /// memory can be compared from one restart to another.

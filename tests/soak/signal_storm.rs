@@ -17,7 +17,8 @@ use nix::sys::signal::Signal;
 
 use crate::harness::{example, handoff_bin, temp_dir, Handoff, DEADLINE};
 use crate::load::Load;
-use crate::procs::{assert_no_zombie, children_of, steady_blocked, stop_and_check_port};
+use crate::procs::{assert_no_zombie, steady_blocked, stop_and_check_port};
+use handoff::sys::children_of;
 
 /// Cycles of the storm: in each, a loud phase of `LOUD_ROUNDS` signals,
 /// SIGHUP and SIGUSR2 in turn, while clients ask for restarts (upgrades run
