@@ -19,6 +19,7 @@ mod harness;
 mod load;
 mod wait;
 
+mod configs;
 mod control;
 mod env;
 mod groups;
