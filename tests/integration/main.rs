@@ -16,5 +16,7 @@ mod reload;
 mod restart;
 mod supervise;
 mod systemd;
+mod tour;
+mod units;
 mod upgrade;
 mod workers;
