@@ -136,7 +136,10 @@ mod tests {
         let mut out = Vec::new();
         man(&mut out).unwrap();
         let page = String::from_utf8(out).unwrap();
-        assert!(page.starts_with(".ie") || page.contains(".TH handoff 1"), "{page}");
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH handoff 1"),
+            "{page}"
+        );
         assert!(page.contains(".SH \"HANDOFF RUN\""), "{page}");
         assert!(page.contains("ready\\-timeout"), "{page}");
         assert!(!page.contains("__resume"), "{page}");
