@@ -78,6 +78,12 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the completion script for a shell, e.g.
+    /// `handoff completions bash > /etc/bash_completion.d/handoff`.
+    Completions { shell: crate::completions::Shell },
+    /// Print the man page (roff), e.g.
+    /// `handoff man > /usr/local/share/man/man1/handoff.1`.
+    Man,
 }
 
 /// How a client command finds the supervisor.

@@ -33,6 +33,7 @@
 //!   protocol, which `handoff restart/status/stop` speak.
 //! - `config` (and `config/file.rs`, the TOML with positions), `cli`: the
 //!   file and the flags, validated into typed values with file:line errors.
+//!   `completions`: the shell completions and man page generated from them.
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).
@@ -46,6 +47,7 @@
 pub mod children;
 pub mod cli;
 pub mod client;
+pub mod completions;
 pub mod config;
 pub mod control;
 pub mod exit;

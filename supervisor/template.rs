@@ -2,23 +2,37 @@
 //! fd number the child receives socket NAME on, for servers that take their
 //! sockets by number rather than through LISTEN_FDS
 //! (`uvicorn --fd {fd:http}`, `gunicorn --bind fd://{fd:http}`).
+//!
+//! `{fd_count}` becomes the number of sockets. With the two, a server
+//! written for einhorn finds its sockets where einhorn puts them:
+//! `EINHORN_FD_COUNT = "{fd_count}"`, `EINHORN_FD_0 = "{fd:http}"`. A
+//! template rather than an einhorn switch: the variables stay visible in
+//! the config, and a socket's einhorn index is the user's choice.
 
 /// The first fd passed to a child (sd_listen_fds' SD_LISTEN_FDS_START).
 pub const FIRST_FD: usize = 3;
 
 const OPEN: &str = "{fd:";
+const COUNT: &str = "{fd_count}";
 
-/// Checks that every `{fd:NAME}` names a socket.
+/// Checks that every `{fd:NAME}` names a socket (`{fd_count}` always
+/// expands).
 pub fn check(text: &str, names: &[&str]) -> Result<(), String> {
     expand(text, names).map(drop)
 }
 
-/// Replaces every `{fd:NAME}` with the socket's fd number.
+/// Replaces every `{fd:NAME}` with the socket's fd number, and every
+/// `{fd_count}` with the number of sockets.
 pub fn expand(text: &str, names: &[&str]) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find(OPEN) {
+    while let Some(start) = next_template(rest) {
         out.push_str(&rest[..start]);
+        if let Some(after) = rest[start..].strip_prefix(COUNT) {
+            out.push_str(&names.len().to_string());
+            rest = after;
+            continue;
+        }
         let after = &rest[start + OPEN.len()..];
         let end = after
             .find('}')
@@ -35,6 +49,14 @@ pub fn expand(text: &str, names: &[&str]) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Where the first `{fd:` or `{fd_count}` in `text` starts.
+fn next_template(text: &str) -> Option<usize> {
+    match (text.find(OPEN), text.find(COUNT)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]
@@ -55,5 +77,19 @@ mod tests {
         );
         assert!(expand("{fd:nope}", &names).unwrap_err().contains("`nope`"));
         assert!(expand("{fd:http", &names).is_err());
+    }
+
+    #[test]
+    fn counts_the_sockets_for_einhorn() {
+        let names = ["http", "admin"];
+        assert_eq!(expand("{fd_count}", &names).unwrap(), "2");
+        assert_eq!(expand("{fd_count}", &["http"]).unwrap(), "1");
+        assert_eq!(
+            expand("{fd:admin} of {fd_count}, then {fd:http}", &names).unwrap(),
+            "4 of 2, then 3"
+        );
+        // Not a template: left alone, like any other brace.
+        assert_eq!(expand("{fd_counts}", &names).unwrap(), "{fd_counts}");
+        assert_eq!(expand("{fd_count", &names).unwrap(), "{fd_count");
     }
 }

@@ -10,6 +10,7 @@ mod harness;
 mod load;
 
 mod config_errors;
+mod extras;
 mod gunicorn;
 mod protocol;
 mod reload;
