@@ -255,9 +255,11 @@ fn load_with(
 
 /// In the order of the file; the problems that have no place after those.
 fn sorted(mut errors: ConfigErrors) -> ConfigErrors {
-    errors
-        .0
-        .sort_by_key(|e| e.location.as_ref().map_or((1, 0, 0), |l| (0, l.line, l.column)));
+    errors.0.sort_by_key(|e| {
+        e.location
+            .as_ref()
+            .map_or((1, 0, 0), |l| (0, l.line, l.column))
+    });
     errors
 }
 
@@ -482,7 +484,10 @@ fn finish(
     // stood (so its fd number stays): flags override the file.
     let mut sockets: Vec<(SocketSpec, Option<Location>)> = parsed.sockets;
     for flag in overrides.sockets {
-        match sockets.iter_mut().find(|(s, at)| at.is_some() && s.name == flag.name) {
+        match sockets
+            .iter_mut()
+            .find(|(s, at)| at.is_some() && s.name == flag.name)
+        {
             Some(slot) => *slot = (flag, None),
             None => sockets.push((flag, None)),
         }
@@ -883,6 +888,28 @@ workers = 2
         };
         let c = parse_with(GOOD, overrides).unwrap();
         assert_eq!(c.program.workers, 5);
+    }
+
+    #[test]
+    fn a_flag_socket_replaces_the_file_socket_where_it_stood() {
+        let overrides = Overrides {
+            sockets: vec![SocketSpec {
+                name: "http".into(),
+                listen: "tcp://127.0.0.1:9".parse().unwrap(),
+                backlog: None,
+                reuse_port: false,
+                mode: None,
+            }],
+            ..Overrides::default()
+        };
+        let text = GOOD
+            .replace("\"admin\"", "\"http\"")
+            .replacen("\"http\"", "\"first\"", 1);
+        let c = parse_with(&text, overrides).unwrap();
+        let names: Vec<&str> = c.sockets.iter().map(|s| s.name.as_str()).collect();
+        // Same place, so the same fd: the command's {fd:http} still holds.
+        assert_eq!(names, ["first", "http"]);
+        assert_eq!(c.sockets[1].listen.to_string(), "tcp://127.0.0.1:9");
     }
 
     #[test]

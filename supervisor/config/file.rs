@@ -222,14 +222,20 @@ impl<'de> Deserialize<'de> for Shape {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a TOML value")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Shape, A::Error> {
                 let mut keys = Vec::new();
                 while let Some(entry) = map.next_entry()? {
                     keys.push(entry);
                 }
                 Ok(Shape::Table(keys))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
                 let mut items = Vec::new();
                 while let Some(item) = seq.next_element()? {
                     items.push(item);
@@ -345,7 +351,8 @@ pub(super) fn parse_file(
         }
     }
     for socket in &raw.socket {
-        out.socket_names.push(socket.get_ref().name.get_ref().clone());
+        out.socket_names
+            .push(socket.get_ref().name.get_ref().clone());
         let at = src.at(socket.span().start);
         match socket_from_raw(&src, socket.get_ref(), &base) {
             Ok(spec) => out.sockets.push((spec, Some(at))),
@@ -536,9 +543,10 @@ fn program_from_raw(
             other => errors.push({
                 refused.insert("strategy");
                 src.error(
-                st,
-                format!("strategy = \"{other}\": expected \"all-at-once\" or \"rolling\""),
-            )}),
+                    st,
+                    format!("strategy = \"{other}\": expected \"all-at-once\" or \"rolling\""),
+                )
+            }),
         }
     }
     if let Some(b) = &raw.batch {
@@ -548,12 +556,13 @@ fn program_from_raw(
             _ => errors.push({
                 refused.insert("batch");
                 src.error(
-                b,
-                format!(
-                    "batch must be between 1 and {MAX_WORKERS}, not {}",
-                    b.get_ref()
-                ),
-            )}),
+                    b,
+                    format!(
+                        "batch must be between 1 and {MAX_WORKERS}, not {}",
+                        b.get_ref()
+                    ),
+                )
+            }),
         }
     }
     if let Some(w) = &raw.workers {
@@ -562,12 +571,13 @@ fn program_from_raw(
             _ => errors.push({
                 refused.insert("workers");
                 src.error(
-                w,
-                format!(
-                    "workers must be between 1 and {MAX_WORKERS}, not {}",
-                    w.get_ref()
-                ),
-            )}),
+                    w,
+                    format!(
+                        "workers must be between 1 and {MAX_WORKERS}, not {}",
+                        w.get_ref()
+                    ),
+                )
+            }),
         }
     }
     out.refused = refused;
