@@ -134,30 +134,42 @@ fn a_listen_flag_replaces_the_file_socket_of_the_same_name() {
     );
 }
 
-/// `stop` says what it stopped; `status` shows the upgrade count; `status
-/// --json` prints the protocol's answer whole.
+/// `status --json` prints the protocol's answer whole, as the README
+/// shows it.
 #[test]
-fn stop_and_status_say_all_they_promise() {
+fn status_json_is_the_protocol_answer_whole() {
     let dir = temp_dir();
-    let mut h = serve_hello(dir.path(), &[]);
-    let control = h.control.to_str().expect("utf-8").to_string();
-
-    let (code, json, err) = client(&["status", "--json", "--control", &control]);
+    let h = serve_hello(dir.path(), &[]);
+    let control = h.control.to_str().expect("utf-8");
+    let (code, json, err) = client(&["status", "--json", "--control", control]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(v["result"], "status", "{json}");
-    let upgrades = v["upgrades"].as_u64().expect("upgrades is a number");
+    assert_eq!(v["pid"], h.child.id(), "{json}");
+}
 
-    let (code, out, err) = client(&["status", "--control", &control]);
+/// Plain `status` shows the upgrade count, as `--json` gives it.
+#[test]
+fn status_shows_the_upgrade_count() {
+    let dir = temp_dir();
+    let h = serve_hello(dir.path(), &[]);
+    let upgrades = h.status().upgrades;
+    let (code, out, err) = client(&["status", "--control", h.control.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{err}");
     let first = out.lines().next().unwrap_or_default();
     assert!(
         first.contains(&format!("upgraded {upgrades} time(s)")),
         "{out}"
     );
+}
 
+/// `stop` says what it stopped.
+#[test]
+fn stop_says_what_it_stopped() {
+    let dir = temp_dir();
+    let mut h = serve_hello(dir.path(), &[]);
     let pid = h.child.id();
-    let (code, out, err) = client(&["stop", "--control", &control]);
+    let (code, out, err) = client(&["stop", "--control", h.control.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, format!("stopped handoff (pid {pid})\n"));
     assert_eq!(h.wait_exit().code(), Some(0));
