@@ -260,31 +260,31 @@ pub struct RunArgs {
     #[arg(long)]
     pub ready_command: Option<String>,
     /// With --ready delay: how long the child must stay alive. [default: 1s]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_delay: Option<Duration>,
     /// With --ready exec: how often to run the probe. [default: 200ms]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_interval: Option<Duration>,
     /// How long a new child has to become ready. [default: 30s]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_timeout: Option<Duration>,
     /// How long a restart's new workers must stay up once ready before
     /// the old ones drain; one that dies sooner fails the restart (0
     /// commits at once). [default: 250ms]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub min_ready_time: Option<Duration>,
     /// The signal that asks a child to drain and exit. [default: SIGTERM]
-    #[arg(long, value_parser = config::parse_signal)]
+    #[arg(long, value_name = "SIGNAL", value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
     /// How long a draining child has before SIGKILL. [default: 30s]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub drain_timeout: Option<Duration>,
     /// First delay before respawning a dead child; it doubles each time.
     /// [default: 100ms]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub respawn_backoff: Option<Duration>,
     /// Cap on the respawn delay. [default: 30s]
-    #[arg(long, value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub respawn_backoff_max: Option<Duration>,
     /// An environment variable for the child, KEY=VALUE. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
