@@ -10,11 +10,73 @@ use nix::sys::signal::Signal;
 use crate::config::{self, Overrides, ProgramSettings, ReadyKind, SighupAction, StrategyKind};
 use crate::sockets::{self, ListenAddr, SocketSpec};
 
+/// Each subcommand's examples, shown after its flags in `--help`.
+const EXAMPLES: &str = "\
+Examples:
+  handoff run --listen http=tcp://127.0.0.1:8080 -- ./server --port-fd '{fd:http}'
+  handoff run --config handoff.toml
+  handoff check handoff.toml
+  handoff status
+  handoff restart
+  handoff stop
+
+`handoff COMMAND --help` shows each command's flags and examples.";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # One socket, the server reads LISTEN_FDS (fd 3) or is given '{fd:http}':
+  handoff run --listen http=tcp://127.0.0.1:8080 -- ./server
+  # Four workers, replaced two at a time, each ready once it stayed up 2s:
+  handoff run --listen http=tcp://0.0.0.0:80 --workers 4 --strategy rolling --batch 2 \\
+      --ready delay --ready-delay 2s -- ./server
+  # A config file, with a flag that overrides it (a --listen socket
+  # replaces the file's socket of the same name):
+  handoff run --config handoff.toml --listen http=tcp://127.0.0.1:9090";
+
+const RESTART_EXAMPLES: &str = "\
+Examples:
+  handoff restart                    # the control socket by default
+  handoff restart --config handoff.toml --drained
+  handoff restart --timeout 2m || echo 'rolled back or timed out'";
+
+const RELOAD_EXAMPLES: &str = "\
+Examples:
+  handoff reload --config handoff.toml
+  handoff reload --drained";
+
+const SCALE_EXAMPLES: &str = "\
+Examples:
+  handoff scale 8
+  handoff scale 2 --control /run/handoff.sock";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  handoff status
+  handoff status --json | jq .generation
+  HANDOFF_CONTROL=/run/handoff.sock handoff status";
+
+const STOP_EXAMPLES: &str = "\
+Examples:
+  handoff stop
+  handoff stop --config handoff.toml --timeout 1m";
+
+const UPGRADE_EXAMPLES: &str = "\
+Examples:
+  cargo install --path . && handoff upgrade";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  handoff check handoff.toml
+  handoff check --config handoff.toml
+  # A config for another machine, whose server is not installed here:
+  handoff check --skip-program-check config/systemd/example.toml";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "handoff",
     version,
-    about = "Restart a server without refusing a connection: handoff holds its listening sockets and overlaps old and new generations."
+    about = "A graceful-restart supervisor: handoff holds a server's listening sockets and restarts it by overlapping old and new generations, so no connection is refused.",
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,8 +89,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bind the sockets and run the server under supervision.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Start a new generation; exit 0 once it is ready, 1 if it was rolled back.
+    #[command(after_help = RESTART_EXAMPLES)]
     Restart {
         #[command(flatten)]
         target: Target,
@@ -38,6 +102,7 @@ pub enum Command {
     },
     /// Re-read the config file and start a new generation with it; an
     /// invalid file changes nothing (exit 3).
+    #[command(after_help = RELOAD_EXAMPLES)]
     Reload {
         #[command(flatten)]
         target: Target,
@@ -46,24 +111,28 @@ pub enum Command {
         drained: bool,
     },
     /// Change the number of workers now; removed workers drain.
+    #[command(after_help = SCALE_EXAMPLES)]
     Scale {
         /// The new number of workers.
         workers: usize,
         #[command(flatten)]
         target: Target,
     },
-    /// Show sockets and workers.
+    /// Show the generation, upgrades, sockets and workers.
+    #[command(after_help = STATUS_EXAMPLES)]
     Status {
         #[command(flatten)]
         target: Target,
-        /// Print the status as JSON (a stable format, see the README).
+        /// Print the protocol's answer, as JSON (a stable format, see the README).
         #[arg(long)]
         json: bool,
     },
     /// Stop gracefully: drain every worker, close the sockets, exit.
+    #[command(after_help = STOP_EXAMPLES)]
     Stop(Target),
     /// Replace the running supervisor with the handoff binary now on disk,
     /// keeping its sockets and children; exit 1 if the new one refused.
+    #[command(after_help = UPGRADE_EXAMPLES)]
     Upgrade(Target),
     /// (internal) The new binary's side of an upgrade.
     #[command(name = "__resume", hide = true)]
@@ -74,16 +143,58 @@ pub enum Command {
         state: PathBuf,
     },
     /// Validate a config file and exit: 0 if valid, 3 with every error if not.
-    Check {
-        #[arg(long)]
-        config: PathBuf,
-    },
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
     /// Print the completion script for a shell, e.g.
     /// `handoff completions bash > /etc/bash_completion.d/handoff`.
     Completions { shell: crate::completions::Shell },
     /// Print the man page (roff), e.g.
     /// `handoff man > /usr/local/share/man/man1/handoff.1`.
     Man,
+}
+
+/// `handoff check FILE` or `handoff check --config FILE`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file to check.
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub file: Option<PathBuf>,
+    /// The same, spelled as `run` takes it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not look the program up: for a config written for another
+    /// machine, where the server is installed but not here yet.
+    #[arg(long)]
+    pub skip_program_check: bool,
+}
+
+impl CheckArgs {
+    pub fn file(&self) -> &Path {
+        self.file
+            .as_deref()
+            .or(self.config.as_deref())
+            .expect("clap requires FILE or --config")
+    }
+}
+
+/// The variables that stand for flags. Set but empty, they mean unset, as
+/// a shell's `HANDOFF_CONTROL= handoff status` intends; clap would take an
+/// empty one as a flag given without its value.
+const FLAG_VARIABLES: &[&str] = &["HANDOFF_CONTROL", "HANDOFF_LOG"];
+
+/// Removes the empty [`FLAG_VARIABLES`] before the flags are parsed. Called
+/// first thing in `main`, while the process has one thread (the
+/// environment is not safe to change once others may read it).
+pub fn unset_empty_env() {
+    for var in FLAG_VARIABLES {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(var);
+        }
+    }
 }
 
 /// How a client command finds the supervisor.
@@ -97,85 +208,94 @@ pub struct Target {
     /// A config file whose `control` to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// How long to wait for the supervisor's answer, e.g. 30s or 20m
-    /// (default: 10s for status and scale, 15m for restart, reload, stop
-    /// and upgrade); 0: as long as it takes. Past it, exit 7.
+    /// How long to wait for the supervisor's answer, e.g. 30s or 20m; 0:
+    /// as long as it takes. Past it, exit 7. [default: 10s for status and
+    /// scale, 15m for restart, reload, stop and upgrade]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The config file (TOML). Flags given as well override it.
+    /// The config file (TOML). Flags given as well override it; a
+    /// --listen socket replaces the file's socket of the same name.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where to create the control socket (see `handoff status --help`).
+    /// Where to create the control socket. [default: the config's
+    /// `control`, then $XDG_RUNTIME_DIR/handoff.sock, /run/handoff.sock for
+    /// root, /tmp/handoff-UID.sock otherwise]
     #[arg(long, env = "HANDOFF_CONTROL")]
     pub control: Option<PathBuf>,
     /// A socket to listen on: NAME=tcp://HOST:PORT, NAME=udp://HOST:PORT or
     /// NAME=unix:///path. Repeat for more; fds follow this order.
     #[arg(long = "listen", value_name = "NAME=ADDRESS", value_parser = parse_listen)]
     pub listen: Vec<SocketSpec>,
-    /// Listen backlog for the --listen sockets (default: net.core.somaxconn).
+    /// Listen backlog for the --listen sockets. [default: net.core.somaxconn]
     #[arg(long)]
     pub backlog: Option<u32>,
     /// Set SO_REUSEPORT on the --listen sockets.
     #[arg(long)]
     pub reuse_port: bool,
     /// File mode of the --listen unix sockets, in octal (e.g. 0660).
+    /// [default: as the umask leaves it]
     #[arg(long, value_parser = config::parse_octal_mode)]
     pub mode: Option<u32>,
-    /// Number of worker processes sharing the sockets.
+    /// Number of worker processes sharing the sockets. [default: 1]
     #[arg(long)]
     pub workers: Option<usize>,
-    /// How a restart replaces the workers (default all-at-once).
+    /// How a restart replaces the workers. [default: all-at-once]
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyKind>,
-    /// With --strategy rolling: how many workers to replace at a time (default 1).
+    /// With --strategy rolling: how many workers to replace at a time.
+    /// [default: 1]
     #[arg(long)]
     pub batch: Option<usize>,
     /// What SIGHUP does: restart, or reload (re-read --config first).
+    /// [default: restart]
     #[arg(long, value_enum)]
     pub sighup: Option<SighupAction>,
     /// Hand the sockets to systemd's fd store, so a crash of handoff loses none.
     #[arg(long)]
     pub fdstore: bool,
-    /// How a new child proves it is ready.
+    /// How a new child proves it is ready: it sends READY=1 (notify), a
+    /// probe exits 0 (exec), or it stays alive --ready-delay (delay).
+    /// [default: notify]
     #[arg(long, value_enum)]
     pub ready: Option<ReadyKind>,
     /// With --ready exec: the probe, run with `sh -c`, until it exits 0.
     #[arg(long)]
     pub ready_command: Option<String>,
-    /// With --ready delay: how long the child must stay alive.
-    #[arg(long, value_parser = config::parse_duration)]
+    /// With --ready delay: how long the child must stay alive. [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_delay: Option<Duration>,
-    /// With --ready exec: how often to run the probe.
-    #[arg(long, value_parser = config::parse_duration)]
+    /// With --ready exec: how often to run the probe. [default: 200ms]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_interval: Option<Duration>,
-    /// How long a new child has to become ready (default 30s).
-    #[arg(long, value_parser = config::parse_duration)]
+    /// How long a new child has to become ready. [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_timeout: Option<Duration>,
     /// How long a restart's new workers must stay up once ready before
-    /// the old ones drain; one that dies sooner fails the restart
-    /// (default 250ms; 0 commits at once).
-    #[arg(long, value_parser = config::parse_duration)]
+    /// the old ones drain; one that dies sooner fails the restart (0
+    /// commits at once). [default: 250ms]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub min_ready_time: Option<Duration>,
-    /// The signal that asks a child to drain and exit (default SIGTERM).
-    #[arg(long, value_parser = config::parse_signal)]
+    /// The signal that asks a child to drain and exit. [default: SIGTERM]
+    #[arg(long, value_name = "SIGNAL", value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
-    /// How long a draining child has before SIGKILL (default 30s).
-    #[arg(long, value_parser = config::parse_duration)]
+    /// How long a draining child has before SIGKILL. [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub drain_timeout: Option<Duration>,
-    /// First delay before respawning a dead child (default 100ms); doubles.
-    #[arg(long, value_parser = config::parse_duration)]
+    /// First delay before respawning a dead child; it doubles each time.
+    /// [default: 100ms]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub respawn_backoff: Option<Duration>,
-    /// Cap on the respawn delay (default 30s).
-    #[arg(long, value_parser = config::parse_duration)]
+    /// Cap on the respawn delay. [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub respawn_backoff_max: Option<Duration>,
     /// An environment variable for the child, KEY=VALUE. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    /// The child's working directory.
+    /// The child's working directory. [default: handoff's]
     #[arg(long)]
     pub working_directory: Option<PathBuf>,
     /// The server's command line.

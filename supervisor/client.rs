@@ -163,6 +163,7 @@ pub fn stop(target: &Target) -> Exit {
                 complain!("the supervisor (pid {pid}) said it stopped but has not exited yet");
                 return Exit::Refused;
             }
+            say!("stopped handoff (pid {pid})\n");
             Exit::Ok
         }
         Ok(other) => refused(other),
@@ -174,9 +175,12 @@ pub fn status(target: &Target, json: bool) -> Exit {
     match ask(target, Request::Status {}, QUICK) {
         Ok(Response::Status(status)) => {
             if json {
+                // The protocol's answer whole, `"result":"status"` included,
+                // as the README shows it: one format for scripts, not two.
+                let answer = Response::Status(status);
                 say!(
                     "{}\n",
-                    serde_json::to_string_pretty(&status).expect("status serializes")
+                    serde_json::to_string_pretty(&answer).expect("protocol types always serialize")
                 );
             } else {
                 say!("{}", render(&status));
@@ -200,6 +204,8 @@ pub fn render(s: &Status) -> String {
         s.pid,
         crate::ms(Duration::from_millis(s.uptime_ms)),
     );
+    // Always, 0 included: a script or a reader looks for it in one place.
+    out += &format!(", upgraded {} time(s)", s.upgrades);
     if let Some(g) = s.restarting {
         out += &format!(", restarting to generation {g}");
     }

@@ -217,18 +217,50 @@ mod file;
 
 use file::{parse_file, FileConfig};
 
-/// Reads and validates a config file, then applies the flags.
+/// Reads and validates a config file, then applies the flags. The program
+/// is not looked up: see [`load_checked`].
 pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigErrors> {
-    let parsed = match file {
+    load_with(file, overrides, false)
+}
+
+/// [`load`], and the program looked up as it will be for the child; every
+/// problem, that one included, in one run, sorted by line.
+pub fn load_checked(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigErrors> {
+    load_with(file, overrides, true)
+}
+
+fn load_with(
+    file: Option<&Path>,
+    overrides: Overrides,
+    look_up_program: bool,
+) -> Result<Config, ConfigErrors> {
+    let (parsed, mut errors) = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigErrors::one(format!("cannot read config file {}: {e}", path.display()))
             })?;
-            parse_file(path, &text)?
+            parse_file(path, &text).map_err(sorted)?
         }
-        None => FileConfig::default(),
+        None => (FileConfig::default(), Vec::new()),
     };
-    finish(file, parsed, overrides)
+    match finish(file, parsed, overrides, look_up_program) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(sorted(ConfigErrors(errors))),
+        Err(more) => {
+            errors.extend(more.0);
+            Err(sorted(ConfigErrors(errors)))
+        }
+    }
+}
+
+/// In the order of the file; the problems that have no place after those.
+fn sorted(mut errors: ConfigErrors) -> ConfigErrors {
+    errors.0.sort_by_key(|e| {
+        e.location
+            .as_ref()
+            .map_or((1, 0, 0), |l| (0, l.line, l.column))
+    });
+    errors
 }
 
 /// `"0660"` or `"660"` (always octal, as chmod reads it).
@@ -245,20 +277,19 @@ pub fn parse_octal_mode(s: &str) -> Result<u32, String> {
 /// Checks that the program to run exists and is executable, as it will be
 /// looked up for the child (its PATH, its working directory).
 pub fn check_program(config: &Config) -> Result<(), String> {
-    let p = &config.program;
-    let at = || {
-        config
-            .file
-            .as_ref()
-            .map(|f| format!("{}: ", f.display()))
-            .unwrap_or_default()
-    };
+    program_problem(&config.program).map_err(|(_, e)| match &config.file {
+        Some(f) => format!("{}: {e}", f.display()),
+        None => e,
+    })
+}
+
+/// What keeps the program from being started, and the key it is about.
+fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, String)> {
     if let Some(dir) = &p.working_directory {
         if !dir.is_dir() {
-            return Err(format!(
-                "{}working_directory {} is not a directory",
-                at(),
-                dir.display()
+            return Err((
+                "working_directory",
+                format!("working_directory {} is not a directory", dir.display()),
             ));
         }
     }
@@ -271,7 +302,7 @@ pub fn check_program(config: &Config) -> Result<(), String> {
         .chain(std::env::vars_os())
         .collect();
     crate::spawn::resolve_program(&p.command[0], &env)
-        .map_err(|e| format!("{}program: {e}", at()))?;
+        .map_err(|e| ("command", format!("program: {e}")))?;
     // What execve will be given, as it counts it: the command, the
     // inherited environment less what the config replaces, the config's,
     // and room for the protocol's few variables.
@@ -294,10 +325,9 @@ pub fn check_program(config: &Config) -> Result<(), String> {
         + PROTOCOL_ROOM;
     let limit = crate::sys::exec_args_limit();
     if total > limit {
-        return Err(format!(
-            "{}program: its command line and environment would take about {total} bytes (of which {inherited} inherited from handoff's own environment); execve accepts {limit} here (a quarter of the stack limit, `ulimit -s`)",
-            at()
-        ));
+        return Err(("command", format!(
+            "program: its command line and environment would take about {total} bytes (of which {inherited} inherited from handoff's own environment); execve accepts {limit} here (a quarter of the stack limit, `ulimit -s`)"
+        )));
     }
     Ok(())
 }
@@ -400,8 +430,25 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// `10s`, `500ms`, `2m`, `1h 30m`, at most a year.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like \"10s\" or \"500ms\" ({e})"))?;
+    // humantime's own messages spell units its way ("for example 30sec");
+    // these say them as the README and the defaults in --help do.
+    let d = humantime::parse_duration(s).map_err(|e| {
+        use humantime::DurationError as E;
+        let why = match e {
+            E::UnknownUnit { unit, value, .. } if unit.is_empty() => {
+                format!("a number needs a unit, as in {value}s or {value}ms")
+            }
+            E::UnknownUnit { unit, .. } => {
+                format!("`{unit}` is not a unit: use ms, s, m, h or d")
+            }
+            E::Empty => "it is empty".to_string(),
+            E::NumberOverflow => "too large, or finer than 1ns".to_string(),
+            E::InvalidCharacter(_) | E::NumberExpected(_) => {
+                "expected a number and a unit, as in 10s or 1h 30m".to_string()
+            }
+        };
+        format!("`{s}` is not a duration like \"10s\" or \"500ms\": {why}")
+    })?;
     if d > MAX_DURATION {
         return Err(format!("`{s}` is longer than a year"));
     }
@@ -426,11 +473,25 @@ fn finish(
     file: Option<&Path>,
     parsed: FileConfig,
     overrides: Overrides,
+    look_up_program: bool,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let at = |key: &str| parsed.keys.get(key).cloned();
+    // A value the file refused was reported where it stands; what follows
+    // from it is no second mistake.
+    let refused = |key: &str| parsed.refused.contains(key);
+    // A --listen socket replaces the file's of the same name, where it
+    // stood (so its fd number stays): flags override the file.
     let mut sockets: Vec<(SocketSpec, Option<Location>)> = parsed.sockets;
-    sockets.extend(overrides.sockets.into_iter().map(|s| (s, None)));
+    for flag in overrides.sockets {
+        match sockets
+            .iter_mut()
+            .find(|(s, at)| at.is_some() && s.name == flag.name)
+        {
+            Some(slot) => *slot = (flag, None),
+            None => sockets.push((flag, None)),
+        }
+    }
     for (i, (spec, location)) in sockets.iter().enumerate() {
         if sockets[..i]
             .iter()
@@ -477,6 +538,7 @@ fn finish(
     let ready_command = flags.ready_command.or(file_program.ready_command);
     let ready_delay = flags.ready_delay.or(file_program.ready_delay);
     let ready_interval = flags.ready_interval.or(file_program.ready_interval);
+    let ready_known = !refused("ready");
     let ready = match ready_kind {
         ReadyKind::Notify => Readiness::Notify,
         ReadyKind::Delay => Readiness::Delay(ready_delay.unwrap_or(DEFAULT_READY_DELAY)),
@@ -486,27 +548,29 @@ fn finish(
                 interval: ready_interval.unwrap_or(DEFAULT_READY_INTERVAL),
             },
             None => {
-                errors.push(ConfigError {
+                if !refused("ready_command") {
+                    errors.push(ConfigError {
                     location: at("ready"),
                     message: "ready = \"exec\" needs a probe: ready_command = [\"/path/to/probe\"] (--ready-command)".into(),
                 });
+                }
                 Readiness::Notify
             }
         },
     };
-    if ready_command.is_some() && ready_kind != ReadyKind::Exec {
+    if ready_known && ready_command.is_some() && ready_kind != ReadyKind::Exec {
         errors.push(ConfigError {
             location: at("ready_command"),
             message: "ready_command is only used with ready = \"exec\"".into(),
         });
     }
-    if ready_delay.is_some() && ready_kind != ReadyKind::Delay {
+    if ready_known && ready_delay.is_some() && ready_kind != ReadyKind::Delay {
         errors.push(ConfigError {
             location: at("ready_delay"),
             message: "ready_delay is only used with ready = \"delay\"".into(),
         });
     }
-    if ready_interval.is_some() && ready_kind != ReadyKind::Exec {
+    if ready_known && ready_interval.is_some() && ready_kind != ReadyKind::Exec {
         errors.push(ConfigError {
             location: at("ready_interval"),
             message: "ready_interval is only used with ready = \"exec\"".into(),
@@ -520,7 +584,10 @@ fn finish(
         .respawn_backoff_max
         .or(file_program.respawn_backoff_max)
         .unwrap_or(DEFAULT_RESPAWN_BACKOFF_MAX);
-    if respawn_backoff.is_zero() || respawn_backoff > respawn_backoff_max {
+    if !refused("respawn_backoff")
+        && !refused("respawn_backoff_max")
+        && (respawn_backoff.is_zero() || respawn_backoff > respawn_backoff_max)
+    {
         errors.push(ConfigError {
             location: at("respawn_backoff"),
             message: format!(
@@ -540,7 +607,7 @@ fn finish(
             message: "ready_timeout must be above zero".into(),
         });
     }
-    if sockets.is_empty() {
+    if sockets.is_empty() && parsed.socket_names.is_empty() {
         errors.push(ConfigError {
             location: None,
             message: match file {
@@ -553,6 +620,9 @@ fn finish(
         });
     }
     let Some(command) = command else {
+        if refused("command") {
+            return Err(ConfigErrors(errors));
+        }
         errors.push(ConfigError {
             location: None,
             message: match file {
@@ -594,7 +664,7 @@ fn finish(
             ..program
         },
         _ => {
-            if batch.is_some() {
+            if batch.is_some() && !refused("strategy") {
                 errors.push(ConfigError {
                     location: at("batch"),
                     message: "batch is only used with strategy = \"rolling\"".into(),
@@ -603,7 +673,11 @@ fn finish(
             program
         }
     };
-    let names: Vec<&str> = sockets.iter().map(|(s, _)| s.name.as_str()).collect();
+    let names: Vec<&str> = sockets
+        .iter()
+        .map(|(s, _)| s.name.as_str())
+        .chain(parsed.socket_names.iter().map(String::as_str))
+        .collect();
     for arg in &program.command {
         if let Err(e) = crate::template::check(arg, &names) {
             errors.push(ConfigError {
@@ -644,6 +718,17 @@ fn finish(
             });
         }
     }
+    if look_up_program {
+        if let Err((key, message)) = program_problem(&program) {
+            errors.push(ConfigError {
+                location: at(key),
+                message: match (at(key), file) {
+                    (None, Some(f)) => format!("{}: {message}", f.display()),
+                    _ => message,
+                },
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -663,8 +748,20 @@ mod tests {
     use crate::sockets::ListenAddr;
 
     fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        let parsed = parse_file(Path::new("t.toml"), text)?;
-        finish(Some(Path::new("t.toml")), parsed, Overrides::default())
+        parse_with(text, Overrides::default())
+    }
+
+    /// As `load` does it, with the file's text given.
+    fn parse_with(text: &str, overrides: Overrides) -> Result<Config, ConfigErrors> {
+        let (parsed, mut errors) = parse_file(Path::new("t.toml"), text).map_err(sorted)?;
+        match finish(Some(Path::new("t.toml")), parsed, overrides, false) {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(sorted(ConfigErrors(errors))),
+            Err(more) => {
+                errors.extend(more.0);
+                Err(sorted(ConfigErrors(errors)))
+            }
+        }
     }
 
     const GOOD: &str = r#"
@@ -781,7 +878,6 @@ workers = 2
 
     #[test]
     fn flags_override_the_file() {
-        let parsed = parse_file(Path::new("t.toml"), GOOD).unwrap();
         let overrides = Overrides {
             program: ProgramSettings {
                 workers: Some(5),
@@ -790,8 +886,30 @@ workers = 2
             },
             ..Overrides::default()
         };
-        let c = finish(Some(Path::new("t.toml")), parsed, overrides).unwrap();
+        let c = parse_with(GOOD, overrides).unwrap();
         assert_eq!(c.program.workers, 5);
+    }
+
+    #[test]
+    fn a_flag_socket_replaces_the_file_socket_where_it_stood() {
+        let overrides = Overrides {
+            sockets: vec![SocketSpec {
+                name: "http".into(),
+                listen: "tcp://127.0.0.1:9".parse().unwrap(),
+                backlog: None,
+                reuse_port: false,
+                mode: None,
+            }],
+            ..Overrides::default()
+        };
+        let text = GOOD
+            .replace("\"admin\"", "\"http\"")
+            .replacen("\"http\"", "\"first\"", 1);
+        let c = parse_with(&text, overrides).unwrap();
+        let names: Vec<&str> = c.sockets.iter().map(|s| s.name.as_str()).collect();
+        // Same place, so the same fd: the command's {fd:http} still holds.
+        assert_eq!(names, ["first", "http"]);
+        assert_eq!(c.sockets[1].listen.to_string(), "tcp://127.0.0.1:9");
     }
 
     #[test]
@@ -817,7 +935,6 @@ workers = 2
 
     #[test]
     fn env_flags_are_checked_too() {
-        let parsed = parse_file(Path::new("t.toml"), GOOD).unwrap();
         let overrides = Overrides {
             program: ProgramSettings {
                 env: [("X".to_string(), "a\0b".to_string())].into(),
@@ -825,9 +942,7 @@ workers = 2
             },
             ..Overrides::default()
         };
-        let e = finish(Some(Path::new("t.toml")), parsed, overrides)
-            .unwrap_err()
-            .to_string();
+        let e = parse_with(GOOD, overrides).unwrap_err().to_string();
         assert!(
             e.starts_with("--env `X`: the value contains a NUL byte"),
             "{e}"

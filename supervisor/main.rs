@@ -1,6 +1,7 @@
 //! The `handoff` command: parses flags and calls into the library.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,6 +14,7 @@ use handoff::{client, supervisor};
 fn main() -> ExitCode {
     // Before anything opens an fd of its own.
     handoff::sys::mark_inherited_fds_cloexec();
+    handoff::cli::unset_empty_env();
     let cli = Cli::parse();
     // The supervisor must outlive a stderr nobody reads (or can); a
     // client may block on it, it exits soon anyway.
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
         Command::Scale { workers, target } => client::scale(&target, workers),
         Command::Status { target, json } => client::status(&target, json),
         Command::Stop(target) => client::stop(&target),
-        Command::Check { config } => check(&config),
+        Command::Check(args) => check(args.file(), !args.skip_program_check),
         Command::Upgrade(target) => client::upgrade(&target),
         Command::Resume { check, state } => resume(check, &state),
         Command::Completions { shell } => {
@@ -42,27 +44,37 @@ fn main() -> ExitCode {
 }
 
 /// Loads and fully validates a config, including that the program exists.
-fn load(file: Option<&std::path::Path>, overrides: config::Overrides) -> Result<Config, Exit> {
-    let config = config::load(file, overrides).map_err(|errors| {
+fn load(file: Option<&Path>, overrides: config::Overrides) -> Result<Config, Exit> {
+    config::load_checked(file, overrides).map_err(|errors| {
         for e in errors.0 {
             logging::error(e);
         }
         Exit::Config
-    })?;
-    if let Err(e) = config::check_program(&config) {
-        logging::error(e);
-        return Err(Exit::Config);
-    }
-    Ok(config)
+    })
 }
 
-fn check(file: &std::path::Path) -> Exit {
-    match load(Some(file), config::Overrides::default()) {
+fn check(file: &Path, look_up_program: bool) -> Exit {
+    let loaded = if look_up_program {
+        load(Some(file), config::Overrides::default())
+    } else {
+        config::load(Some(file), config::Overrides::default()).map_err(|errors| {
+            for e in errors.0 {
+                logging::error(e);
+            }
+            Exit::Config
+        })
+    };
+    match loaded {
         Ok(c) => {
+            let skipped = if look_up_program {
+                ""
+            } else {
+                "; the program was not looked up (--skip-program-check)"
+            };
             // A closed stdout (`handoff check | true`) is no reason to panic.
             let _ = writeln!(
                 std::io::stdout(),
-                "{}: ok ({} socket(s), {} worker(s))",
+                "{}: ok ({} socket(s), {} worker(s)){skipped}",
                 file.display(),
                 c.sockets.len(),
                 c.program.workers
@@ -86,7 +98,7 @@ fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Exit {
 }
 
 /// The new binary's side of an upgrade: check the state, or take over.
-fn resume(check: bool, state: &std::path::Path) -> Exit {
+fn resume(check: bool, state: &Path) -> Exit {
     let Some(runtime) = runtime() else {
         return Exit::Setup;
     };

@@ -31,10 +31,18 @@ pub(super) struct FileConfig {
     pub(super) env_at: HashMap<String, usize>,
     /// Turns those offsets into file:line:column.
     pub(super) lines: Lines,
+    /// The name of every `[[socket]]`, the ones refused included: a
+    /// `{fd:NAME}` naming a socket whose address was wrong is not a second
+    /// mistake.
+    pub(super) socket_names: Vec<String>,
+    /// The `[program]` keys whose value was refused, so that the checks
+    /// made on the whole do not report their consequences as more errors.
+    pub(super) refused: std::collections::BTreeSet<&'static str>,
 }
 
+// Unknown keys are found by `unknown_keys`, all of them at once: serde's
+// deny_unknown_fields would stop at the first and hide every other error.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFile {
     control: Option<Spanned<String>>,
     sighup: Option<Spanned<String>>,
@@ -45,7 +53,6 @@ struct RawFile {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSocket {
     name: Spanned<String>,
     listen: Spanned<String>,
@@ -63,7 +70,6 @@ enum RawMode {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProgram {
     command: Option<Spanned<Vec<String>>>,
     env: Option<Spanned<RawEnv>>,
@@ -179,19 +185,149 @@ impl Source<'_> {
     }
 }
 
-pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigErrors> {
+/// The keys each table may have (`[program.env]` takes any name).
+const TOP_KEYS: &[&str] = &["control", "sighup", "fdstore", "socket", "program"];
+const SOCKET_KEYS: &[&str] = &["name", "listen", "backlog", "reuse_port", "mode"];
+const PROGRAM_KEYS: &[&str] = &[
+    "command",
+    "env",
+    "working_directory",
+    "ready",
+    "ready_command",
+    "ready_delay",
+    "ready_interval",
+    "ready_timeout",
+    "min_ready_time",
+    "stop_signal",
+    "drain_timeout",
+    "respawn_backoff",
+    "respawn_backoff_max",
+    "workers",
+    "strategy",
+    "batch",
+];
+
+/// A document's keys, each with its place, and nothing of its values.
+enum Shape {
+    Table(Vec<(Spanned<String>, Shape)>),
+    Array(Vec<Shape>),
+    Value,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Walk;
+        impl<'de> serde::de::Visitor<'de> for Walk {
+            type Value = Shape;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TOML value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Shape, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    keys.push(entry);
+                }
+                Ok(Shape::Table(keys))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Shape::Array(items))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Value)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Value)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Value)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Value)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Value)
+            }
+        }
+        d.deserialize_any(Walk)
+    }
+}
+
+/// Every key that is not one of handoff's, with its place. (A document
+/// this cannot walk, a date for one, leaves it to the typed parse.)
+fn unknown_keys(src: &Source, text: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let Ok(Shape::Table(top)) = toml::from_str::<Shape>(text) else {
+        return errors;
+    };
+    let mut unknown = |key: &Spanned<String>, table: &str, known: &[&str]| {
+        if !known.contains(&key.get_ref().as_str()) {
+            let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            errors.push(src.error(
+                key,
+                format!(
+                    "unknown field `{}`{table}, expected one of {}",
+                    key.get_ref(),
+                    expected.join(", ")
+                ),
+            ));
+        }
+    };
+    for (key, value) in &top {
+        unknown(key, "", TOP_KEYS);
+        match (key.get_ref().as_str(), value) {
+            ("socket", Shape::Array(sockets)) => {
+                for socket in sockets {
+                    if let Shape::Table(keys) = socket {
+                        for (key, _) in keys {
+                            unknown(key, " in [[socket]]", SOCKET_KEYS);
+                        }
+                    }
+                }
+            }
+            ("program", Shape::Table(keys)) => {
+                for (key, _) in keys {
+                    unknown(key, " in [program]", PROGRAM_KEYS);
+                }
+            }
+            _ => {}
+        }
+    }
+    errors
+}
+
+/// Parses a file: its typed content and every problem found in it, or,
+/// when it cannot be typed at all (bad syntax, a value of the wrong type),
+/// the problems that stopped it.
+pub(super) fn parse_file(
+    path: &Path,
+    text: &str,
+) -> Result<(FileConfig, Vec<ConfigError>), ConfigErrors> {
     let src = Source {
         path,
         lines: Lines::new(path, text),
     };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            location: e.span().map(|span| src.at(span.start)),
-            message: e.message().trim_end().replace('\n', ", "),
-        }])
-    })?;
+    let mut errors = unknown_keys(&src, text);
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push(ConfigError {
+                location: e.span().map(|span| src.at(span.start)),
+                message: e.message().trim_end().replace('\n', ", "),
+            });
+            return Err(ConfigErrors(errors));
+        }
+    };
     let base = src.base();
-    let mut errors: Vec<ConfigError> = Vec::new();
     let control = raw.control.map(|c| {
         let path = base.join(c.get_ref());
         if let Err(e) = sockets::check_unix_path(&path) {
@@ -215,6 +351,8 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigEr
         }
     }
     for socket in &raw.socket {
+        out.socket_names
+            .push(socket.get_ref().name.get_ref().clone());
         let at = src.at(socket.span().start);
         match socket_from_raw(&src, socket.get_ref(), &base) {
             Ok(spec) => out.sockets.push((spec, Some(at))),
@@ -224,12 +362,8 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigEr
     if let Some(program) = raw.program {
         program_from_raw(&src, program, &base, &mut out, &mut errors);
     }
-    if errors.is_empty() {
-        out.lines = src.lines;
-        Ok(out)
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    out.lines = src.lines;
+    Ok((out, errors))
 }
 
 fn socket_from_raw(
@@ -312,6 +446,7 @@ fn program_from_raw(
     out: &mut FileConfig,
     errors: &mut Vec<ConfigError>,
 ) {
+    let mut refused = std::collections::BTreeSet::new();
     let p = &mut out.program;
     let mut key = |name: &'static str, span: std::ops::Range<usize>| {
         out.keys.insert(name, src.at(span.start));
@@ -319,6 +454,7 @@ fn program_from_raw(
     if let Some(cmd) = raw.command {
         key("command", cmd.span());
         if cmd.get_ref().is_empty() {
+            refused.insert("command");
             errors.push(src.error(
                 &cmd,
                 "command must name a program: command = [\"./server\", \"--flag\"]",
@@ -344,6 +480,9 @@ fn program_from_raw(
             p.env.insert(name.into_inner(), value.into_inner());
         }
     }
+    if let Some(d) = &raw.working_directory {
+        key("working_directory", d.span());
+    }
     p.working_directory = raw.working_directory.map(|d| base.join(d.into_inner()));
     if let Some(ready) = &raw.ready {
         key("ready", ready.span());
@@ -351,15 +490,18 @@ fn program_from_raw(
             "notify" => p.ready = Some(ReadyKind::Notify),
             "exec" => p.ready = Some(ReadyKind::Exec),
             "delay" => p.ready = Some(ReadyKind::Delay),
-            other => errors.push(src.error(
+            other => errors.push({
+                refused.insert("ready");
+                src.error(
                 ready,
                 format!("ready = \"{other}\" is not a readiness check: expected \"notify\", \"exec\" or \"delay\""),
-            )),
+            )}),
         }
     }
     if let Some(cmd) = raw.ready_command {
         key("ready_command", cmd.span());
         if cmd.get_ref().is_empty() {
+            refused.insert("ready_command");
             errors.push(src.error(&cmd, "ready_command must name a program"));
         } else {
             p.ready_command = Some(cmd.into_inner());
@@ -371,6 +513,7 @@ fn program_from_raw(
         match parse_duration(value.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
+                refused.insert(name);
                 errors.push(src.error(value, format!("{name}: {e}")));
                 None
             }
@@ -386,7 +529,10 @@ fn program_from_raw(
     if let Some(sig) = &raw.stop_signal {
         match parse_signal(sig.get_ref()) {
             Ok(s) => p.stop_signal = Some(s),
-            Err(e) => errors.push(src.error(sig, e)),
+            Err(e) => {
+                refused.insert("stop_signal");
+                errors.push(src.error(sig, e));
+            }
         }
     }
     if let Some(st) = &raw.strategy {
@@ -394,35 +540,45 @@ fn program_from_raw(
         match st.get_ref().as_str() {
             "all-at-once" => p.strategy = Some(StrategyKind::AllAtOnce),
             "rolling" => p.strategy = Some(StrategyKind::Rolling),
-            other => errors.push(src.error(
-                st,
-                format!("strategy = \"{other}\": expected \"all-at-once\" or \"rolling\""),
-            )),
+            other => errors.push({
+                refused.insert("strategy");
+                src.error(
+                    st,
+                    format!("strategy = \"{other}\": expected \"all-at-once\" or \"rolling\""),
+                )
+            }),
         }
     }
     if let Some(b) = &raw.batch {
         out.keys.insert("batch", src.at(b.span().start));
         match usize::try_from(*b.get_ref()) {
             Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.batch = Some(n),
-            _ => errors.push(src.error(
-                b,
-                format!(
-                    "batch must be between 1 and {MAX_WORKERS}, not {}",
-                    b.get_ref()
-                ),
-            )),
+            _ => errors.push({
+                refused.insert("batch");
+                src.error(
+                    b,
+                    format!(
+                        "batch must be between 1 and {MAX_WORKERS}, not {}",
+                        b.get_ref()
+                    ),
+                )
+            }),
         }
     }
     if let Some(w) = &raw.workers {
         match usize::try_from(*w.get_ref()) {
             Ok(n) if (1..=MAX_WORKERS).contains(&n) => p.workers = Some(n),
-            _ => errors.push(src.error(
-                w,
-                format!(
-                    "workers must be between 1 and {MAX_WORKERS}, not {}",
-                    w.get_ref()
-                ),
-            )),
+            _ => errors.push({
+                refused.insert("workers");
+                src.error(
+                    w,
+                    format!(
+                        "workers must be between 1 and {MAX_WORKERS}, not {}",
+                        w.get_ref()
+                    ),
+                )
+            }),
         }
     }
+    out.refused = refused;
 }

@@ -21,29 +21,85 @@ fn check_names_file_and_line_and_exits_3() {
     std::fs::write(&file, BAD).expect("write");
     let (code, out, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
     assert_eq!(code, 3, "{out}{err}");
-    // Unknown keys stop the parse, so that is what is reported first.
+    // The unknown key no longer hides the others: all three, in one run.
+    let f = file.display();
+    for expected in [
+        format!("{f}:4:10: `tcp://127.0.0.1`: no port"),
+        format!("{f}:8:17: ready_timeout: `soon` is not a duration"),
+        format!("{f}:9:1: unknown field `stop_sginal`"),
+    ] {
+        assert!(err.contains(&expected), "{expected}\n{err}");
+    }
+}
+
+/// Five different mistakes, the unknown keys after the others so that the
+/// order shows they were sorted, not merely found.
+const FIVE: &str = r#"[[socket]]
+name = "http"
+listen = "tcp://127.0.0.1"
+
+[program]
+command = ["./no-such-server", "--fd", "{fd:http}"]
+drain_timeout = "30"
+stop_signal = "SIGNOPE"
+workers = 0
+redy_timeout = "5s"
+"#;
+
+#[test]
+fn check_reports_every_mistake_in_one_run_sorted_by_line() {
+    let dir = temp_dir();
+    let file = dir.path().join("five.toml");
+    std::fs::write(&file, FIVE).expect("write");
+    let (code, out, err) = client(&["check", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{out}{err}");
+    let f = file.display().to_string();
+    let found: Vec<&str> = err.lines().filter(|l| l.contains(&f)).collect();
+    let expected = [
+        format!("{f}:3:10: `tcp://127.0.0.1`: no port"),
+        format!("{f}:6:11: program: cannot find `"),
+        format!("{f}:7:17: drain_timeout: `30` is not a duration"),
+        format!("{f}:8:15: `SIGNOPE` is not a signal"),
+        format!("{f}:9:11: workers must be between 1 and"),
+        format!("{f}:10:1: unknown field `redy_timeout` in [program]"),
+    ];
+    assert_eq!(found.len(), expected.len(), "{err}");
+    for (line, expected) in found.iter().zip(&expected) {
+        assert!(line.contains(expected.as_str()), "{expected}\n{err}");
+    }
+}
+
+#[test]
+fn check_can_skip_the_program_lookup_and_says_so() {
+    let dir = temp_dir();
+    let file = dir.path().join("elsewhere.toml");
+    std::fs::write(&file, "[[socket]]\nname = \"a\"\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [\"/opt/not-here/server\"]\n")
+        .expect("write");
+    let path = file.to_str().expect("utf-8");
+    let (code, out, err) = client(&["check", path, "--skip-program-check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok (1 socket(s), 1 worker(s)); the program was not looked up"),
+        "{out}"
+    );
+    let (code, out, err) = client(&["check", path]);
+    assert_eq!(code, 3, "{out}{err}");
     assert!(
         err.contains(&format!(
-            "{}:9:1: unknown field `stop_sginal`",
+            "{}:5:11: program: cannot find `/opt/not-here/server`",
             file.display()
         )),
         "{err}"
     );
+}
 
-    std::fs::write(&file, BAD.replace("stop_sginal", "stop_signal")).expect("write");
-    let (code, _, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
-    assert_eq!(code, 3);
-    let f = file.display();
-    assert!(
-        err.contains(&format!("{f}:4:10: `tcp://127.0.0.1`: no port")),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!(
-            "{f}:8:17: ready_timeout: `soon` is not a duration"
-        )),
-        "{err}"
-    );
+#[test]
+fn the_shipped_systemd_config_checks_without_its_program() {
+    // Written for a machine where the server is in /usr/local/bin.
+    let config = format!("{}/config/systemd/example.toml", env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = client(&["check", "--skip-program-check", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the program was not looked up"), "{out}");
 }
 
 #[test]
@@ -70,7 +126,7 @@ fn a_missing_program_is_a_config_error_with_the_file() {
     let (code, _, err) = client(&["check", "--config", file.to_str().expect("utf-8")]);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("h.toml: program: cannot find `") && err.contains("no-such-server"),
+        err.contains("h.toml:5:11: program: cannot find `") && err.contains("no-such-server"),
         "{err}"
     );
 }

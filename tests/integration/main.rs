@@ -9,6 +9,7 @@ mod activator;
 mod harness;
 mod load;
 
+mod cli;
 mod config_errors;
 mod extras;
 mod gunicorn;
