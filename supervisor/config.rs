@@ -274,15 +274,6 @@ pub fn parse_octal_mode(s: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
-/// Checks that the program to run exists and is executable, as it will be
-/// looked up for the child (its PATH, its working directory).
-pub fn check_program(config: &Config) -> Result<(), String> {
-    program_problem(&config.program).map_err(|(_, e)| match &config.file {
-        Some(f) => format!("{}: {e}", f.display()),
-        None => e,
-    })
-}
-
 /// What keeps the program from being started, and the key it is about.
 fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, String)> {
     if let Some(dir) = &p.working_directory {
@@ -379,7 +370,7 @@ pub const MAX_ENV_ENTRY: usize = 128 * 1024;
 /// limit: 2 MiB with the usual 8 MiB, which is what this allows. A bigger
 /// stack limit lets execve take up to 6 MiB, but a config that works only
 /// under a raised `ulimit -s` breaks where it is not raised; and
-/// `check_program` measures the real budget, with the command and the
+/// The program lookup (`load_checked`) measures the real budget, with the command and the
 /// inherited environment, where the server is started.
 pub const MAX_ENV_BYTES: usize = 2 * 1024 * 1024;
 

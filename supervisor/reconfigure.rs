@@ -86,9 +86,8 @@ impl Supervisor {
             tracing::error!("reload: {message}");
             return answer(waiter, error(ErrorKind::BadRequest, message));
         };
-        let config = match config::load(Some(&file), self.source.overrides.clone())
+        let config = match config::load_checked(Some(&file), self.source.overrides.clone())
             .map_err(|e| e.to_string())
-            .and_then(|c| config::check_program(&c).map(|()| c))
         {
             Ok(config) => config,
             Err(message) => {
