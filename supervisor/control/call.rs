@@ -85,9 +85,13 @@ pub fn call_within(
     };
     // Talk only to a supervisor run by us or by root: a control socket in
     // a shared directory could have been put there by someone else.
+    let mut peer_pid = None;
     if let Ok(peer) =
         nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
     {
+        // The kernel gives the pid as this process sees it (0 if the
+        // supervisor's pid namespace is not visible from here).
+        peer_pid = u32::try_from(peer.pid()).ok().filter(|&p| p > 0);
         let me = nix::unistd::getuid().as_raw();
         if peer.uid() != me && peer.uid() != 0 {
             return Err(ClientError::Foreign {
@@ -131,10 +135,18 @@ pub fn call_within(
             path: path.to_path_buf(),
         });
     }
-    serde_json::from_slice(&line).map_err(|e| ClientError::Protocol {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let mut response: Response =
+        serde_json::from_slice(&line).map_err(|e| ClientError::Protocol {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    // `stop` answers with the supervisor's own pid, which is that of its
+    // pid namespace (1 when it is a container's init): the one to wait for
+    // is the pid as this process sees it.
+    if let (Response::Stopped { pid }, Some(seen)) = (&mut response, peer_pid) {
+        *pid = seen;
+    }
+    Ok(response)
 }
 
 /// The time left until the deadline, as socket timeouts.

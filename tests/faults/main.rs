@@ -25,6 +25,7 @@ mod env;
 mod groups;
 mod held;
 mod output;
+mod pid1;
 mod readiness;
 mod runtime_dir;
 mod signals;
