@@ -1,7 +1,8 @@
 //! `{fd:NAME}` in a command's arguments or an environment value becomes the
 //! fd number the child receives socket NAME on, for servers that take their
 //! sockets by number rather than through LISTEN_FDS
-//! (`uvicorn --fd {fd:http}`, `gunicorn --bind fd://{fd:http}`).
+//! (`uvicorn --fd {fd:http}`; `{fd_count}`, the number of sockets, for
+//! einhorn's `EINHORN_FD_COUNT`).
 //!
 //! `{fd_count}` becomes the number of sockets. With the two, a server
 //! written for einhorn finds its sockets where einhorn puts them:
