@@ -145,12 +145,6 @@ pub enum Command {
     /// Validate a config file and exit: 0 if valid, 3 with every error if not.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
-    /// Print the completion script for a shell, e.g.
-    /// `handoff completions bash > /etc/bash_completion.d/handoff`.
-    Completions { shell: crate::completions::Shell },
-    /// Print the man page (roff), e.g.
-    /// `handoff man > /usr/local/share/man/man1/handoff.1`.
-    Man,
 }
 
 /// `handoff check FILE` or `handoff check --config FILE`.

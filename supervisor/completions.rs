@@ -1,7 +1,7 @@
-//! `handoff completions SHELL` and `handoff man`: the shell completions and
-//! the man page, generated from the same clap definitions as `--help`, so
-//! they cannot drift from the flags. Both print to stdout; the install is a
-//! redirection (`handoff man > /usr/local/share/man/man1/handoff.1`).
+//! The shell completions and the man page of `handoff`, generated from the
+//! same clap definitions as `--help`, so they cannot drift from the flags.
+//! The `handoff-docs` binary prints them; the install is a redirection
+//! (`handoff-docs man > /usr/local/share/man/man1/handoff.1`).
 
 use std::io::{self, Write};
 
@@ -15,7 +15,7 @@ pub fn completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {
     let mut command = without_hidden_subcommands(Cli::command());
     let name = command.get_name().to_string();
     // clap_complete writes straight to `out` and panics on a write error;
-    // a buffer keeps a closed stdout (`handoff completions bash | head`)
+    // a buffer keeps a closed stdout (`handoff-docs completions bash | head`)
     // an error to report, not a panic.
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, name, &mut script);

@@ -33,10 +33,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args.file(), !args.skip_program_check),
         Command::Upgrade(target) => client::upgrade(&target),
         Command::Resume { check, state } => resume(check, &state),
-        Command::Completions { shell } => {
-            print(|out| handoff::completions::completions(shell, out))
-        }
-        Command::Man => print(handoff::completions::man),
     };
     // The last lines ("stopped") are the ones a reader waits for.
     logging::flush();
@@ -82,18 +78,6 @@ fn check(file: &Path, look_up_program: bool) -> Exit {
             Exit::Ok
         }
         Err(exit) => exit,
-    }
-}
-
-/// Writes generated text (completions, the man page) to stdout.
-fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Exit {
-    match write(&mut std::io::stdout().lock()) {
-        // `handoff man | head`: the reader had what it wanted.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            logging::error(format_args!("cannot write to stdout: {e}"));
-            Exit::Setup
-        }
-        _ => Exit::Ok,
     }
 }
 
