@@ -207,10 +207,11 @@ const PROGRAM_KEYS: &[&str] = &[
     "batch",
 ];
 
-/// A document's keys, each with its place, and nothing of its values.
+/// A document's keys, each with its place and its value's place, and
+/// nothing of the values themselves.
 enum Shape {
-    Table(Vec<(Spanned<String>, Shape)>),
-    Array(Vec<Shape>),
+    Table(Vec<(Spanned<String>, Spanned<Shape>)>),
+    Array(Vec<Spanned<Shape>>),
     Value,
 }
 
@@ -284,10 +285,10 @@ fn unknown_keys(src: &Source, text: &str) -> Vec<ConfigError> {
     };
     for (key, value) in &top {
         unknown(key, "", TOP_KEYS);
-        match (key.get_ref().as_str(), value) {
+        match (key.get_ref().as_str(), value.get_ref()) {
             ("socket", Shape::Array(sockets)) => {
                 for socket in sockets {
-                    if let Shape::Table(keys) = socket {
+                    if let Shape::Table(keys) = socket.get_ref() {
                         for (key, _) in keys {
                             unknown(key, " in [[socket]]", SOCKET_KEYS);
                         }
@@ -305,6 +306,88 @@ fn unknown_keys(src: &Source, text: &str) -> Vec<ConfigError> {
     errors
 }
 
+/// The key-value pair of handoff's (a top-level key, a `[[socket]]`'s, a
+/// `[program]`'s) whose value holds byte `offset`: its key's name and the
+/// bytes from the key to the end of the value.
+fn entry_at(text: &str, offset: usize) -> Option<(String, std::ops::Range<usize>)> {
+    let Ok(Shape::Table(top)) = toml::from_str::<Shape>(text) else {
+        return None;
+    };
+    let within = |keys: &[(Spanned<String>, Spanned<Shape>)]| {
+        keys.iter()
+            .find(|(_, v)| v.span().contains(&offset))
+            .map(|(k, v)| (k.get_ref().clone(), k.span().start..v.span().end))
+    };
+    for (key, value) in &top {
+        let inner = match (key.get_ref().as_str(), value.get_ref()) {
+            ("socket", Shape::Array(sockets)) => sockets.iter().find_map(|s| match s.get_ref() {
+                Shape::Table(keys) => within(keys),
+                _ => None,
+            }),
+            ("program", Shape::Table(keys)) => within(keys),
+            _ => None,
+        };
+        if inner.is_some() {
+            return inner;
+        }
+    }
+    within(&top).filter(|(k, _)| k != "socket" && k != "program")
+}
+
+/// Past this size, a value of the wrong type stops the parse: going on
+/// means parsing again, and no real config is this large.
+const RECOVER_UP_TO: usize = 256 * 1024;
+
+/// Parses the typed content, reporting a value of the wrong type and
+/// going on without it, so that one such mistake does not hide the
+/// others: the pair is blanked out (spaces, so that every other place in
+/// the file stays where it was) and the file parsed again. Returns the
+/// typed content, if it could be had, and the keys left out.
+fn parse_raw(
+    src: &Source,
+    text: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<(RawFile, Vec<String>)> {
+    // Each round parses the whole file again (and a reload parses inside
+    // the event loop): a few rounds for a file of a config's size, one for
+    // a huge one.
+    let rounds = if text.len() > RECOVER_UP_TO { 1 } else { 16 };
+    let mut text = std::borrow::Cow::Borrowed(text);
+    let mut left_out = Vec::new();
+    for _ in 0..rounds {
+        let e = match toml::from_str::<RawFile>(&text) {
+            Ok(raw) => return Some((raw, left_out)),
+            Err(e) => e,
+        };
+        // A required key left out for its type is reported already: its
+        // absence is no news, and without it nothing more can be typed.
+        let message = e.message();
+        if left_out
+            .iter()
+            .any(|k| message.starts_with(&format!("missing field `{k}`")))
+        {
+            return None;
+        }
+        errors.push(ConfigError {
+            location: e.span().map(|span| src.at(span.start)),
+            message: e.message().trim_end().replace('\n', ", "),
+        });
+        // A syntax error, or a missing key (no value to leave out): stop.
+        let (key, range) = e.span().and_then(|span| entry_at(&text, span.start))?;
+        let mut blanked = text.into_owned().into_bytes();
+        for b in &mut blanked[range] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b' ';
+            }
+        }
+        text = std::borrow::Cow::Owned(
+            String::from_utf8(blanked).expect("ASCII spaces over whole characters"),
+        );
+        left_out.push(key);
+    }
+    None
+}
+
 /// Parses a file: its typed content and every problem found in it, or,
 /// when it cannot be typed at all (bad syntax, a value of the wrong type),
 /// the problems that stopped it.
@@ -317,15 +400,9 @@ pub(super) fn parse_file(
         lines: Lines::new(path, text),
     };
     let mut errors = unknown_keys(&src, text);
-    let raw: RawFile = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            errors.push(ConfigError {
-                location: e.span().map(|span| src.at(span.start)),
-                message: e.message().trim_end().replace('\n', ", "),
-            });
-            return Err(ConfigErrors(errors));
-        }
+    let Some((raw, left_out)) = parse_raw(&src, text, &mut errors) else {
+        errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.line, l.column)));
+        return Err(ConfigErrors(errors));
     };
     let base = src.base();
     let control = raw.control.map(|c| {
@@ -361,6 +438,13 @@ pub(super) fn parse_file(
     }
     if let Some(program) = raw.program {
         program_from_raw(&src, program, &base, &mut out, &mut errors);
+    }
+    // A key left out for its type was reported: the checks that depend on
+    // it must not report it again as missing.
+    for key in left_out {
+        if let Some(known) = PROGRAM_KEYS.iter().find(|k| **k == key) {
+            out.refused.insert(known);
+        }
     }
     out.lines = src.lines;
     Ok((out, errors))

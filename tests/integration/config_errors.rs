@@ -69,6 +69,62 @@ fn check_reports_every_mistake_in_one_run_sorted_by_line() {
     }
 }
 
+/// Values of the wrong type: each is reported where it stands, and the
+/// rest of the file is still checked (a type error used to stop the
+/// typed parse and hide every other mistake).
+#[test]
+fn values_of_the_wrong_type_do_not_hide_the_other_mistakes() {
+    let dir = temp_dir();
+    let file = dir.path().join("types.toml");
+    std::fs::write(
+        &file,
+        "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:99999\"\nbacklog = \"lots\"\n\n\
+         [program]\ncommand = [\"/bin/true\"]\nworkers = \"two\"\nready = \"sometimes\"\n\
+         drain_timeout = 30\ncolour = \"blue\"\nstop_signal = \"SIGNOPE\"\n",
+    )
+    .expect("write");
+    let (code, out, err) = client(&["check", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{out}{err}");
+    let f = file.display().to_string();
+    let found: Vec<&str> = err.lines().filter(|l| l.contains(&f)).collect();
+    let expected = [
+        format!("{f}:3:10: `tcp://127.0.0.1:99999`"),
+        format!("{f}:4:11: invalid type: string \"lots\", expected i64"),
+        format!("{f}:8:11: invalid type: string \"two\", expected i64"),
+        format!("{f}:9:9: ready = \"sometimes\""),
+        format!("{f}:10:17: invalid type: integer `30`, expected a string"),
+        format!("{f}:11:1: unknown field `colour` in [program]"),
+        format!("{f}:12:15: `SIGNOPE` is not a signal"),
+    ];
+    assert_eq!(found.len(), expected.len(), "{err}");
+    for (line, expected) in found.iter().zip(&expected) {
+        assert!(line.contains(expected.as_str()), "{expected}\n{err}");
+    }
+}
+
+/// A required key of the wrong type is reported as such, not also as
+/// missing.
+#[test]
+fn a_required_key_of_the_wrong_type_is_not_also_missing() {
+    let dir = temp_dir();
+    let file = dir.path().join("name.toml");
+    std::fs::write(
+        &file,
+        "[[socket]]\nname = 5\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [\"/bin/true\"]\n",
+    )
+    .expect("write");
+    let (code, out, err) = client(&["check", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:8: invalid type: integer `5`",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("missing field"), "{err}");
+}
+
 #[test]
 fn check_can_skip_the_program_lookup_and_says_so() {
     let dir = temp_dir();
