@@ -50,6 +50,7 @@ pub mod client;
 pub mod completions;
 pub mod config;
 pub mod control;
+pub mod core;
 pub mod exit;
 pub mod groups;
 pub mod logging;

@@ -1,0 +1,92 @@
+//! What the supervisor is doing: one phase at a time, each with the data
+//! only it has.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::generation::Generation;
+use super::request::{Asked, Asker, RestartWaiter, Waiter};
+use super::worker::WorkerId;
+
+#[derive(Debug, Default)]
+pub enum Phase {
+    /// Serving; nothing in progress.
+    #[default]
+    Steady,
+    /// A restart replaces the slots, batch by batch.
+    Rolling { rollout: Rollout, queued: Queue },
+    /// A new handoff binary is being checked before it takes over.
+    Upgrading { asker: Option<Asker> },
+    /// Every worker was told to stop; the loop ends once all are gone.
+    Stopping { waiters: Vec<Waiter> },
+}
+
+/// Restarts asked for while one runs: one more restart answers them all
+/// (coalesced), so none is lost and none is answered by a generation that
+/// started before it was asked for.
+#[derive(Debug, Default)]
+pub struct Queue {
+    pub waiters: Vec<RestartWaiter>,
+    /// A signal asked too (it has nobody to answer).
+    pub by_signal: bool,
+}
+
+impl Queue {
+    pub fn push(&mut self, asked: Asked<RestartWaiter>) {
+        match asked {
+            Asked::Client(w) => self.waiters.push(w),
+            Asked::Signal(_) => self.by_signal = true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiters.is_empty() && !self.by_signal
+    }
+}
+
+/// A restart in progress.
+#[derive(Debug)]
+pub struct Rollout {
+    pub generation: Arc<Generation>,
+    pub started: Instant,
+    /// The slots whose new workers are starting now.
+    pub batch: Vec<usize>,
+    pub batch_started: Instant,
+    /// The slots still to replace, after this batch.
+    pub todo: VecDeque<usize>,
+    /// How many slots were replaced so far.
+    pub replaced: usize,
+    /// The slot count before the rollout (a reload may add slots).
+    pub original_slots: usize,
+    /// Of the time so far, how much the children themselves took to become
+    /// ready (per batch, the slowest one's own start-to-ready time, plus
+    /// the `min_ready_time` it had to stay up for).
+    pub child_time: Duration,
+    /// When the last batch was all ready.
+    pub ready_at: Option<Instant>,
+    /// The old workers this rollout told to drain.
+    pub drained: Vec<WorkerId>,
+    /// The batch is ready and waits out `min_ready_time` before it is
+    /// committed.
+    pub settling: Option<Settling>,
+    pub waiters: Vec<RestartWaiter>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settling {
+    /// Names the timer that ends the wait.
+    pub token: u64,
+    pub since: Instant,
+}
+
+/// Why the supervisor stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// `handoff stop`.
+    Request,
+    /// SIGTERM or SIGINT. A second one while stopping kills what is left.
+    Signal(Signal),
+}
