@@ -47,6 +47,18 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// that has something to ask asks at once.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the control server is told to do with its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Serve.
+    No,
+    /// Stop, close the socket and remove its file (the supervisor stops).
+    Close,
+    /// Stop and give the socket back, open, with the connections waiting in
+    /// its queue (an upgrade hands it to the new binary).
+    HandOver,
+}
+
 /// A request from a client and where its answer goes.
 #[derive(Debug)]
 pub struct ControlCall {
@@ -132,14 +144,16 @@ impl ControlServer {
         }
     }
 
-    /// Accepts connections until `shutdown` turns true, and then waits (up to
-    /// `grace`) for answers already on their way to be written.
+    /// Accepts connections until `shutdown` says stop, and then waits (up to
+    /// `grace`) for answers already on their way to be written, and for
+    /// requests already sent to be read and answered. Returns the server
+    /// on [`Stop::HandOver`].
     pub async fn serve(
         mut self,
         calls: mpsc::UnboundedSender<ControlCall>,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<Stop>,
         grace: Duration,
-    ) {
+    ) -> Option<ControlServer> {
         // Each connection holds a clone of `alive`; when all are dropped,
         // `done` yields None.
         let (alive, mut done) = mpsc::channel::<()>(1);
@@ -178,7 +192,10 @@ impl ControlServer {
         }
         drop(alive);
         let _ = tokio::time::timeout(grace, done.recv()).await;
-        drop(self.socket);
+        match *shutdown.borrow() {
+            Stop::HandOver => Some(self),
+            Stop::No | Stop::Close => None,
+        }
     }
 
     /// Deals with a failed accept: at the fd limit, answers the waiting
@@ -221,7 +238,7 @@ impl ControlServer {
 /// What a connection's task shares with the server.
 struct Connection {
     calls: mpsc::UnboundedSender<ControlCall>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<Stop>,
     slots: Arc<Mutex<Slots<oneshot::Sender<()>>>>,
     /// Dropped when the connection ends: the server's shutdown waits for it.
     alive: mpsc::Sender<()>,
@@ -301,7 +318,7 @@ impl Connection {
 async fn connection(
     stream: UnixStream,
     calls: mpsc::UnboundedSender<ControlCall>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Stop>,
     slot: Slot,
     mut evicted: oneshot::Receiver<()>,
 ) -> io::Result<()> {
@@ -321,7 +338,8 @@ async fn connection(
             // go on, even if a request came in at the same moment.
             biased;
             _ = &mut evicted => return Ok(()),
-            _ = stopped(&mut shutdown) => return Ok(()),
+            // A request already sent is read and answered first.
+            _ = stopped(&mut shutdown), if !waiting => return Ok(()),
             // A client that says nothing gives its place to another.
             _ = tokio::time::sleep(IDLE_TIMEOUT) => return Ok(()),
             n = limited.read_until(b'\n', &mut line) => n?,
@@ -380,9 +398,9 @@ fn unread_bytes(stream: &UnixStream) -> bool {
 }
 
 /// Resolves once the shutdown flag is set.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+async fn stopped(shutdown: &mut watch::Receiver<Stop>) {
     // The guard wait_for returns is not Send; drop it at once.
-    let _ = shutdown.wait_for(|stop| *stop).await;
+    let _ = shutdown.wait_for(|stop| *stop != Stop::No).await;
 }
 
 fn bad_request(message: String) -> Response {
@@ -405,10 +423,12 @@ mod tests {
     use super::*;
 
     /// A fake event loop that answers every call with a fixed status.
-    async fn serve_for_test(path: &Path) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    async fn serve_for_test(
+        path: &Path,
+    ) -> (watch::Sender<Stop>, tokio::task::JoinHandle<Option<ControlServer>>) {
         let server = ControlServer::bind(path).unwrap();
         let (calls_tx, mut calls_rx) = mpsc::unbounded_channel::<ControlCall>();
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(Stop::No);
         tokio::spawn(async move {
             while let Some(call) = calls_rx.recv().await {
                 let _ = call.reply.send(Response::Stopped { pid: 7 });
@@ -455,7 +475,7 @@ mod tests {
             "{\"result\":\"stopped\",\"pid\":7}\n"
         );
 
-        stop.send(true).unwrap();
+        stop.send(Stop::Close).unwrap();
         task.await.unwrap();
         assert!(!path.exists(), "the control socket file is removed");
     }

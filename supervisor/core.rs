@@ -24,7 +24,7 @@ mod requests;
 mod rollout;
 pub mod slot;
 pub mod snapshot;
-mod workers;
+pub mod workers;
 pub mod worker;
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// One leftover group.
 #[derive(Debug)]
-pub(crate) struct Group {
+pub struct Group {
     pub pgid: u32,
     /// Whose group it was: "generation 3 worker 0 (pid 1234)".
     pub owner: String,
@@ -47,14 +47,23 @@ pub(crate) struct Group {
 
 /// What a check found, for the log.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     Gone { owner: String, pgid: u32 },
     Killed { owner: String, pgid: u32 },
     GivenUp { owner: String, pgid: u32 },
 }
 
+/// A leftover group as an upgrade hands it on.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GroupSnapshot {
+    pub pgid: u32,
+    pub owner: String,
+    pub deadline_in: Duration,
+    pub killed_ago: Option<Duration>,
+}
+
 #[derive(Debug, Default)]
-pub(crate) struct Leftovers {
+pub struct Leftovers {
     groups: Vec<Group>,
 }
 
@@ -130,9 +139,32 @@ impl Leftovers {
         }
     }
 
-    /// Takes over groups an upgraded supervisor was waiting for.
-    pub fn restore(&mut self, groups: impl IntoIterator<Item = Group>) {
-        self.groups.extend(groups);
+    /// The groups as data, for an upgrade.
+    pub fn snapshot(&self, now: Instant) -> Vec<GroupSnapshot> {
+        self.groups
+            .iter()
+            .map(|g| GroupSnapshot {
+                pgid: g.pgid,
+                owner: g.owner.clone(),
+                deadline_in: g.deadline.saturating_duration_since(now),
+                killed_ago: g.killed.map(|at| now.duration_since(at)),
+            })
+            .collect()
+    }
+
+    /// Takes over the groups an upgraded supervisor was waiting for.
+    pub fn restore(groups: &[GroupSnapshot], now: Instant) -> Leftovers {
+        Leftovers {
+            groups: groups
+                .iter()
+                .map(|g| Group {
+                    pgid: g.pgid,
+                    owner: g.owner.clone(),
+                    deadline: now + g.deadline_in,
+                    killed: g.killed_ago.map(|ago| now.checked_sub(ago).unwrap_or(now)),
+                })
+                .collect(),
+        }
     }
 }
 

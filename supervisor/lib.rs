@@ -11,64 +11,66 @@
 //!
 //! ## Theory of operation
 //!
+//! The design notes the code relies on (the protocol, why the sockets are
+//! shared and held, why a TCP probe proves nothing) are in
+//! `docs/design.md`. The modules, from the leaves up:
+//!
+//! - `config` (with `config/`), `cli`: the file and the flags, validated
+//!   into typed values with file:line errors; `completions` are generated
+//!   from them.
 //! - `sockets`: binds what the config asks for and holds it for the life of
 //!   the supervisor. One kernel socket means one accept queue: an old child
 //!   closing its copy loses nothing that waits in the queue.
-//! - `spawn`: starts a child with fds 3.. and the protocol variables, with
-//!   `LISTEN_PID` filled in by the child itself just before exec.
-//! - `notify`: one datagram socket per child for READY=1 and STATUS=.
-//! - `runtime_dir`: the private (0700) directory of those sockets, and
-//!   the clean-up of those a killed supervisor left.
-//! - `worker`: one child and the tasks that watch it (exit, notify socket,
-//!   readiness probe, deadlines). They only report events.
-//! - `startup`: signals, control socket, sockets (adopted or bound), the
-//!   first generation; then the loop.
-//! - `supervisor`: the single event loop that owns all state; `children`:
-//!   what happens to a worker (ready, timeouts, exit, respawn with backoff);
-//!   `status`: the status report.
-//! - `rollout`: restarts: start, wait for ready, commit or roll back, all at
-//!   once or in rolling batches.
-//! - `reconfigure`: `scale` and `reload` of a running supervisor.
+//! - `spawn` and `template`: start a child with fds 3.. and the protocol
+//!   variables, with `LISTEN_PID` filled in by the child itself just
+//!   before exec; `notify`: one datagram socket per child for READY=1 and
+//!   STATUS=.
+//! - `signals`, `runtime_dir`, `logging`, `sys`, `groups`: run-time pieces
+//!   (the signals handoff acts on; its private 0700 directory; its own log
+//!   through a bounded buffer, so a closed stderr neither kills nor stalls
+//!   it; the raw syscalls no crate wraps; the process groups a worker left
+//!   behind).
+//! - `core`: the supervisor's state and every decision (restart batches,
+//!   rollback, coalescing, respawn with backoff, scale, reload, stop, the
+//!   phases of an upgrade), as a state machine that asks an `Effects`
+//!   implementation to launch, signal, arm timers and answer. It does no
+//!   I/O, so its decisions are unit-tested with a fake.
+//! - `engine`: the core joined to the world: the executor that carries out
+//!   its effects (processes, signals, tokio timers), the tasks that watch
+//!   each worker, the status report, reload's reading of the file.
 //! - `control` and `protocol`: the control socket and its JSON-lines
-//!   protocol, which `handoff restart/status/stop` speak.
-//! - `config` (and `config/file.rs`, the TOML with positions), `cli`: the
-//!   file and the flags, validated into typed values with file:line errors.
-//!   `completions`: the shell completions and man page generated from them.
+//!   protocol, which `handoff restart/status/stop` speak (`client`).
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).
-//! - `upgrade`: replacing the supervisor with a new binary in place
-//!   (snapshot, check, exec with the fds kept, resume).
-//! - `logging`: handoff's own log on stderr, through a small bounded
-//!   buffer and a writer thread, so that a stderr that is closed or that
-//!   nobody reads neither kills nor stalls the supervisor.
-//! - `sys`: the raw syscalls no crate wraps.
+//! - `upgrade` (with `upgrade_check`): replacing the supervisor with a new
+//!   binary in place: the state as data, the new binary's check of it,
+//!   the hand-over and exec, the take-over.
+//! - `boot`: starting a supervisor, fresh or after an upgrade, and the event
+//!   loop; depended on by nothing but `main`.
 
-pub mod children;
+pub mod boot;
 pub mod cli;
 pub mod client;
 pub mod completions;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod engine;
 pub mod exit;
 pub mod groups;
 pub mod logging;
 pub mod notify;
 pub mod protocol;
-pub mod reconfigure;
-pub mod rollout;
 pub mod runtime_dir;
+pub mod signals;
 pub mod sockets;
 pub mod spawn;
-pub mod startup;
-pub mod status;
-pub mod supervisor;
 pub mod sys;
 pub mod systemd;
 pub mod template;
 pub mod upgrade;
-pub mod worker;
+pub mod upgrade_check;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;

@@ -9,7 +9,7 @@ use handoff::cli::{default_control_path, Cli, Command, RunArgs};
 use handoff::config::{self, Config};
 use handoff::exit::Exit;
 use handoff::logging::{self, Output};
-use handoff::{client, supervisor};
+use handoff::client;
 
 fn main() -> ExitCode {
     // Before anything opens an fd of its own.
@@ -87,9 +87,19 @@ fn resume(check: bool, state: &Path) -> Exit {
         return Exit::Setup;
     };
     if check {
-        runtime.block_on(handoff::upgrade::check_takeover(state));
+        // Nothing runs on the runtime: the check only reads and looks.
+        return match handoff::boot::check(state) {
+            Ok(said) => {
+                println!("{said}");
+                Exit::Ok
+            }
+            Err(e) => {
+                logging::error(e);
+                Exit::Setup
+            }
+        };
     }
-    match runtime.block_on(handoff::upgrade::resume(state)) {
+    match runtime.block_on(handoff::boot::resume(state)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             logging::error(e);
@@ -129,7 +139,7 @@ fn run(args: &RunArgs) -> Exit {
     let Some(runtime) = runtime() else {
         return Exit::Setup;
     };
-    match runtime.block_on(supervisor::run(config, overrides, &control)) {
+    match runtime.block_on(handoff::boot::run(config, overrides, &control)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             logging::error(e);

@@ -36,7 +36,7 @@ pub struct CreateError {
 
 /// The supervisor's private directory (mode 0700). Removed when the
 /// supervisor stops; kept across an upgrade (same process, same name).
-pub(crate) struct RuntimeDir(pub PathBuf);
+pub struct RuntimeDir(pub PathBuf);
 
 impl RuntimeDir {
     /// Creates a new directory in $XDG_RUNTIME_DIR (or the temp dir), after

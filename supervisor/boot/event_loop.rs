@@ -1,0 +1,76 @@
+//! The event loop: one event at a time, handled to the end, until a
+//! graceful stop has finished. Nothing polls: between events the
+//! supervisor sleeps.
+
+use crate::control::Stop;
+use crate::core::shutting_down;
+use crate::engine::{Event, Inbox, Supervisor};
+use crate::protocol::Response;
+use crate::signals::Signals;
+use crate::systemd;
+use crate::upgrade::hand_over;
+
+pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) {
+    // Pinged from the loop itself: a stuck loop stops the pings, and
+    // systemd restarts the service.
+    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    while !sup.is_finished() {
+        tokio::select! {
+            Some(event) = inbox.events.recv() => match event {
+                Event::UpgradeChecked(verdict) => match verdict {
+                    Ok(said) => hand_over::hand_over(&mut sup, &mut signals, &mut inbox, &said).await,
+                    Err(message) => sup.core.abandon_upgrade(
+                        &mut sup.fx,
+                        crate::protocol::ErrorKind::UpgradeFailed,
+                        message,
+                    ),
+                },
+                event => sup.handle(event),
+            },
+            Some(call) = inbox.calls.recv() => {
+                if let Some(asker) = sup.handle_call(call) {
+                    hand_over::begin(&mut sup, Some(asker));
+                }
+            }
+            signal = signals.recv() => {
+                if sup.on_signal(signal) {
+                    hand_over::begin(&mut sup, None);
+                }
+            }
+            _ = tick(&mut watchdog) => sup.manager.watchdog(),
+        }
+        sup.report_to_manager();
+    }
+    // Requests still queued get their answer rather than silence.
+    while let Ok(call) = inbox.calls.try_recv() {
+        let _ = call.reply.send(shutting_down());
+    }
+    // Every worker is gone; dropping the rest drops the last references to
+    // the sockets (removing the unix socket files handoff created) and the
+    // runtime directory, before anyone hears that the stop is done.
+    let Supervisor { core, fx, .. } = sup;
+    let waiters = core.into_stop_waiters();
+    drop(fx);
+    for w in waiters {
+        let _ = w.send(Response::Stopped {
+            pid: std::process::id(),
+        });
+    }
+    // The answers are written, the control socket closes and its file goes.
+    inbox
+        .stop_control(Stop::Close, |call| {
+            let _ = call.reply.send(shutting_down());
+        })
+        .await;
+    tracing::info!("stopped");
+}
+
+/// Waits for the next tick of an optional interval (forever without one).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,239 @@
+//! The supervisor at run time: the pure [`Core`] joined to the world. The
+//! executor carries out the core's effects; the service manager hears where
+//! things stand; control requests, signals and the workers' watchers reach
+//! the core through here as [`Event`]s and calls. The loop that feeds them
+//! in is in `boot/event_loop.rs`.
+
+mod executor;
+pub mod inbox;
+mod reload;
+mod status;
+mod watch;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub use executor::Executor;
+pub use inbox::Inbox;
+
+use crate::config::{Overrides, SighupAction};
+use crate::control::ControlCall;
+use crate::core::snapshot::RestoreError;
+use crate::core::workers::WorkerEvent;
+use crate::core::{Asked, Asker, Core, CoreSnapshot, RestartWaiter, StopCause, Timer, WorkerId};
+use crate::groups::Leftovers;
+use crate::protocol::{Request, Response};
+use crate::runtime_dir::RuntimeDir;
+use crate::signals::Received;
+use crate::sockets::{BoundSocket, SocketSnapshot};
+use crate::systemd::ServiceManager;
+
+/// Everything that reaches the loop besides signals and control calls.
+#[derive(Debug)]
+pub enum Event {
+    /// A worker's watcher: READY=1 and other notices, a probe's success.
+    Worker(WorkerId, WorkerEvent),
+    /// A worker exited (not reaped yet).
+    Exited(WorkerId, io::Result<()>),
+    Timer(Timer),
+    /// Time to look at the process groups workers left behind.
+    CheckGroups,
+    /// A reload's configuration has been read (off the loop's thread).
+    Reloaded {
+        asked: Asked<RestartWaiter>,
+        config: Result<crate::config::Config, crate::config::ConfigErrors>,
+    },
+    /// The new binary's check of an upgrade's state has finished.
+    UpgradeChecked(Result<String, String>),
+}
+
+/// How the supervisor was configured, kept to re-read the file on reload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    pub file: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub sighup: SighupAction,
+    pub fdstore: bool,
+}
+
+/// The control socket, as an upgrade hands it on (the control task owns the
+/// socket itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlInfo {
+    pub path: PathBuf,
+    pub socket: SocketSnapshot,
+}
+
+pub struct Supervisor {
+    pub core: Core,
+    pub fx: Executor,
+    /// systemd (or another service manager), if one started us.
+    pub manager: ServiceManager,
+    pub source: Source,
+    pub control: ControlInfo,
+    /// The handoff binary, as it was when this one started: `upgrade`
+    /// executes what is at that path now.
+    pub binary: PathBuf,
+    /// How often this supervisor was upgraded in place.
+    pub upgrades: u32,
+    pub started: Instant,
+}
+
+/// What a supervisor is built from, at boot and after an upgrade alike.
+pub struct Parts {
+    pub core: CoreSnapshot,
+    /// The sockets `core` names by index.
+    pub sockets: Vec<Arc<BoundSocket>>,
+    pub runtime_dir: RuntimeDir,
+    pub leftovers: Leftovers,
+    pub manager: ServiceManager,
+    pub source: Source,
+    pub control: ControlInfo,
+    pub binary: PathBuf,
+    pub upgrades: u32,
+    pub started: Instant,
+}
+
+impl Supervisor {
+    /// The one constructor: boot and upgrade-resume both come here.
+    pub fn assemble(parts: Parts, inbox: &Inbox) -> Result<Supervisor, RestoreError> {
+        let core = Core::restore(&parts.core, &parts.sockets, Instant::now())?;
+        Ok(Supervisor {
+            core,
+            fx: Executor::new(parts.runtime_dir, inbox.sender(), parts.leftovers),
+            manager: parts.manager,
+            source: parts.source,
+            control: parts.control,
+            binary: parts.binary,
+            upgrades: parts.upgrades,
+            started: parts.started,
+        })
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        let fx = &mut self.fx;
+        match event {
+            Event::Worker(id, event) => self.core.on_worker(fx, id, event),
+            Event::Exited(id, exited) => {
+                // A worker the core no longer knows was already reaped.
+                let Some(pid) = self.core.worker(id).map(|w| w.pid) else {
+                    return;
+                };
+                // Only a process known to have exited is reaped (waitpid
+                // would block otherwise); if even waiting failed, the core
+                // hears that.
+                let status = exited.and_then(|()| crate::sys::reap(pid));
+                self.core.on_worker(fx, id, WorkerEvent::Exited(status));
+            }
+            Event::Timer(timer) => self.core.on_timer(fx, timer),
+            Event::CheckGroups => fx.check_groups(),
+            Event::Reloaded { asked, config } => self.reloaded(asked, config),
+            // The loop handles it: it holds what an exec needs.
+            Event::UpgradeChecked(_) => {}
+        }
+    }
+
+    /// A control request. `Upgrade` is returned to the loop, which carries
+    /// it out.
+    pub fn handle_call(&mut self, call: ControlCall) -> Option<Asker> {
+        let fx = &mut self.fx;
+        let reply = call.reply;
+        match call.request {
+            Request::Status {} => {
+                let status = self.status();
+                let _ = reply.send(Response::Status(status));
+            }
+            Request::Restart { drained } => self
+                .core
+                .restart(fx, Asked::Client(RestartWaiter { reply, drained })),
+            Request::Reload { drained } => {
+                self.reload(Asked::Client(RestartWaiter { reply, drained }))
+            }
+            Request::Scale { workers } => {
+                let answer = self.core.scale(fx, workers);
+                let _ = reply.send(answer);
+            }
+            Request::Stop {} => self.stop(Some(reply), StopCause::Request),
+            Request::Upgrade {} => {
+                return Some(Asker {
+                    reply,
+                    stream: call.stream,
+                })
+            }
+        }
+        None
+    }
+
+    /// A signal; SIGUSR2 is returned to the loop, which carries it out.
+    pub fn on_signal(&mut self, signal: Received) -> bool {
+        match signal {
+            Received::Hangup => self.on_sighup(),
+            Received::Stop(signal) => self.stop(None, StopCause::Signal(signal)),
+            Received::Upgrade => {
+                tracing::info!("SIGUSR2: upgrading handoff");
+                return true;
+            }
+        }
+        false
+    }
+
+    fn on_sighup(&mut self) {
+        // RELOADING=1 only when a reload can happen: not while stopping,
+        // not before the first READY=1.
+        if !self.core.is_stopping() && self.manager.is_ready() {
+            self.manager.reloading();
+        }
+        let asked = Asked::Signal(nix::sys::signal::Signal::SIGHUP);
+        match self.source.sighup {
+            SighupAction::Restart => {
+                tracing::info!("SIGHUP: restarting");
+                self.core.restart(&mut self.fx, asked);
+            }
+            SighupAction::Reload => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                self.reload(asked);
+            }
+        }
+    }
+
+    pub fn stop(&mut self, waiter: Option<crate::core::Waiter>, cause: StopCause) {
+        let began = self.core.stop(&mut self.fx, waiter, cause);
+        if began {
+            self.manager.stopping();
+        } else if matches!(cause, StopCause::Signal(_)) {
+            self.fx.kill_leftovers();
+        }
+    }
+
+    /// Stopping, and nothing left to wait for.
+    pub fn is_finished(&self) -> bool {
+        self.core.is_finished() && self.fx.leftovers().is_empty()
+    }
+
+    /// Tells the service manager where things stand (after every event).
+    pub fn report_to_manager(&mut self) {
+        if let Some(report) = self.core.manager_report() {
+            self.manager
+                .update(report.status, report.serving, report.settled);
+        }
+    }
+}
+
+/// "socket http listening on 127.0.0.1:8080 (fd 3 in children, backlog 4096)";
+/// `how` says whether handoff bound it or adopted it.
+pub fn log_socket(socket: &BoundSocket, index: usize, how: &str) {
+    tracing::info!(
+        "socket {} {how} {} (fd {} in children{})",
+        socket.spec.name,
+        socket.local,
+        crate::template::FIRST_FD + index,
+        socket
+            .backlog()
+            .map(|b| format!(", backlog {b}"))
+            .unwrap_or_default()
+    );
+}

@@ -1,0 +1,125 @@
+//! `reload`: re-read the config file with the flags given at start, then
+//! hand the core what the next generation runs. The file is read (and its
+//! host names resolved) on a blocking thread, so a slow resolver never
+//! stalls the loop or the watchdog; the sockets are bound back on the loop.
+
+use std::sync::Arc;
+
+use super::{Event, Supervisor};
+use crate::config::{self, Config, ConfigErrors};
+use crate::core::{error, Asked, Next, RestartWaiter};
+use crate::protocol::{ErrorKind, Response};
+use crate::sockets::{BoundSocket, SocketSet, SocketSpec};
+
+impl Supervisor {
+    /// Starts reading the file; [`Event::Reloaded`] brings it back.
+    pub(super) fn reload(&mut self, asked: Asked<RestartWaiter>) {
+        if let Some(refusal) = self.core.refuses_reload() {
+            return answer(asked, refusal);
+        }
+        let Some(file) = self.source.file.clone() else {
+            let message =
+                "handoff was started without --config: there is no file to reload (use restart)";
+            tracing::error!("reload: {message}");
+            return answer(asked, error(ErrorKind::BadRequest, message));
+        };
+        let overrides = self.source.overrides.clone();
+        let events = self.fx.events();
+        tokio::task::spawn_blocking(move || {
+            let config = config::load_checked(Some(&file), overrides);
+            let _ = events.send(Event::Reloaded { asked, config });
+        });
+    }
+
+    /// The file has been read: an invalid one, or a socket change that
+    /// cannot be made, changes nothing; a valid one becomes what the next
+    /// generation runs, and that generation is started.
+    pub(super) fn reloaded(
+        &mut self,
+        asked: Asked<RestartWaiter>,
+        config: Result<Config, ConfigErrors>,
+    ) {
+        if let Some(refusal) = self.core.refuses_reload() {
+            return answer(asked, refusal);
+        }
+        let config = match config {
+            Ok(config) => config,
+            Err(errors) => {
+                let message = errors.to_string();
+                tracing::error!(
+                    "reload: the configuration is invalid, nothing changed:\n{message}"
+                );
+                return answer(asked, error(ErrorKind::ConfigInvalid, message));
+            }
+        };
+        let sockets = match self.rebind(&config.sockets, config.program.workers) {
+            Ok(sockets) => sockets,
+            Err(message) => {
+                tracing::error!("reload: {message}; nothing changed");
+                return answer(asked, error(ErrorKind::ConfigInvalid, message));
+            }
+        };
+        if config.control.is_some() && config.control.as_deref() != Some(&*self.control.path) {
+            tracing::warn!(
+                "reload: `control` changed; the control socket moves only when handoff restarts"
+            );
+        }
+        tracing::info!(
+            "reload: {} socket(s), {} worker(s): {}",
+            sockets.len(),
+            config.program.workers,
+            config.program.command.join(" ")
+        );
+        self.source.sighup = config.sighup;
+        let next = Next {
+            spec: Arc::new(config.program),
+            sockets,
+        };
+        self.core.reload(&mut self.fx, next, asked);
+    }
+
+    /// The sockets for `specs`: those already held (same name, same
+    /// address) are kept, so not one queued connection is lost on them;
+    /// others are bound now. Sockets no longer listed stay open for the
+    /// generations that have them and close with the last of those.
+    fn rebind(&self, specs: &[SocketSpec], workers: usize) -> Result<SocketSet, String> {
+        let held = &self.core.next().sockets;
+        let mut sockets = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let kept = held
+                .iter()
+                .find(|s| s.spec.name == spec.name && s.spec.listen == spec.listen);
+            match kept {
+                Some(socket) => {
+                    socket.adjust(spec).map_err(|e| e.to_string())?;
+                    sockets.push(socket.clone());
+                }
+                None => {
+                    let socket = BoundSocket::bind(spec).map_err(|e| e.to_string())?;
+                    super::log_socket(&socket, i, "listening on");
+                    sockets.push(Arc::new(socket));
+                }
+            }
+        }
+        for old in held.iter() {
+            if !sockets.iter().any(|s| Arc::ptr_eq(s, old)) {
+                self.manager.unstore(&old.spec.name);
+            }
+        }
+        // After the removals: FDSTOREREMOVE goes by name.
+        for (socket, spec) in sockets.iter().zip(specs) {
+            if !held.iter().any(|s| Arc::ptr_eq(s, socket)) {
+                self.manager
+                    .store(&spec.name, std::os::fd::AsFd::as_fd(&**socket));
+            }
+        }
+        crate::sys::raise_fd_limit(sockets.len(), workers);
+        Ok(sockets.into())
+    }
+}
+
+fn answer(asked: Asked<RestartWaiter>, response: Response) {
+    if let Asked::Client(w) = asked {
+        let _ = w.reply.send(response);
+    }
+}
