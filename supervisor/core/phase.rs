@@ -11,6 +11,9 @@ use super::generation::Generation;
 use super::request::{Asked, Asker, RestartWaiter, Waiter};
 use super::worker::WorkerId;
 
+// One Phase per supervisor: boxing the rollout would save no memory worth
+// an indirection in every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Default)]
 pub enum Phase {
     /// Serving; nothing in progress.
