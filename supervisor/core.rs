@@ -24,8 +24,8 @@ mod requests;
 mod rollout;
 pub mod slot;
 pub mod snapshot;
-mod workers;
 pub mod worker;
+mod workers;
 
 #[cfg(test)]
 mod tests;
