@@ -68,7 +68,8 @@ pub struct Rollout {
     /// ready (per batch, the slowest one's own start-to-ready time, plus
     /// the `min_ready_time` it had to stay up for).
     pub child_time: Duration,
-    /// When the last batch was all ready.
+    /// When the last batch was all ready and had stayed up
+    /// `min_ready_time` (when it was committed).
     pub ready_at: Option<Instant>,
     /// The old workers this rollout told to drain.
     pub drained: Vec<WorkerId>,

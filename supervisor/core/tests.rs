@@ -6,6 +6,7 @@
 mod fake;
 
 mod boot;
+mod report;
 mod requests;
 mod restart;
 mod rolling;
