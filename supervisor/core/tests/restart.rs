@@ -300,3 +300,59 @@ fn a_failed_rollout_still_starts_the_one_queued_behind_it() {
     h.ready(3);
     assert_eq!(second.get(), Some(restarted(3, 1, 0, 0, 0)));
 }
+
+#[test]
+fn a_restart_failing_before_any_generation_was_ready_says_none_was_kept() {
+    let mut h = Harness::new(quick(1, 0));
+    h.core.start(&mut h.fx).expect("the fake launches");
+    let mut reply = h.restart(false);
+    h.take();
+    h.exit(2, 1);
+    let message = "generation 2 worker 0 (pid 1001) exited with code 1 before it was ready; \
+                   no generation has become ready yet, so none was kept: generation 1's workers \
+                   keep being retried";
+    assert_eq!(reply.get(), Some(error(ErrorKind::RestartFailed, message)));
+    assert_eq!(h.core.serving_generation(), 0);
+    assert_eq!(h.core.slots()[0].active().map(|w| w.id), Some(1));
+}
+
+#[test]
+fn restart_drained_with_no_old_worker_left_is_answered_at_once() {
+    let mut h = Harness::serving(quick(1, 0));
+    h.exit(1, 1); // slot 0 waits to respawn: nothing to drain
+    h.take();
+    let mut reply = h.restart(true);
+    h.advance(ms(80));
+    h.ready(2);
+    let Some(Response::Restarted(report)) = reply.get() else {
+        panic!("answered when committed")
+    };
+    assert_eq!((report.ready_ms, report.drained_ms), (80, Some(80)));
+    assert_eq!(
+        h.take(),
+        vec![
+            launch(2, 2, 0),
+            ready_deadline(2),
+            Effect::Ready(2),
+            Effect::Answer(Response::Restarted(report))
+        ],
+        "the pending respawn no longer applies; nothing is signalled"
+    );
+    h.fire(crate::core::Timer::RespawnDue { slot: 0, token: 1 });
+    assert_eq!(h.take(), vec![]);
+}
+
+#[test]
+fn an_old_worker_respawns_while_its_replacement_starts() {
+    let mut h = Harness::serving(quick(1, 0));
+    h.restart(false);
+    h.exit(1, 1);
+    h.take();
+    h.fire(crate::core::Timer::RespawnDue { slot: 0, token: 1 });
+    assert_eq!(h.take(), vec![launch(3, 1, 0), ready_deadline(3)]);
+    h.ready(2);
+    let mut expected = vec![Effect::Ready(2)];
+    expected.extend(drain(3));
+    expected.push(Effect::Answer(restarted(2, 1, 100, 100, 100)));
+    assert_eq!(h.take(), expected, "the respawned old worker drains too");
+}
