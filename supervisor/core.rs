@@ -24,8 +24,8 @@ mod requests;
 mod rollout;
 pub mod slot;
 pub mod snapshot;
-pub mod workers;
 pub mod worker;
+pub mod workers;
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,9 @@ use super::generation::Generation;
 use super::request::{Asked, Asker, RestartWaiter, Waiter};
 use super::worker::WorkerId;
 
+// One Phase per supervisor: boxing the rollout would save no memory worth
+// an indirection in every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Default)]
 pub enum Phase {
     /// Serving; nothing in progress.
@@ -65,7 +68,8 @@ pub struct Rollout {
     /// ready (per batch, the slowest one's own start-to-ready time, plus
     /// the `min_ready_time` it had to stay up for).
     pub child_time: Duration,
-    /// When the last batch was all ready.
+    /// When the last batch was all ready and had stayed up
+    /// `min_ready_time` (when it was committed).
     pub ready_at: Option<Instant>,
     /// The old workers this rollout told to drain.
     pub drained: Vec<WorkerId>,

@@ -159,7 +159,6 @@ impl Core {
         let now = fx.now();
         let token = self.ids.token();
         let rollout = self.rollout_mut();
-        rollout.ready_at = Some(now);
         if hold.is_zero() || !replaces {
             return self.commit_batch(fx);
         }
@@ -202,6 +201,9 @@ impl Core {
         // The children's own time: their start-up, and the min_ready_time
         // they had to stay up for (the supervisor only waited).
         rollout.child_time += slowest + held;
+        // Ready once it stayed up: child_time, part of ready_ms, counts
+        // min_ready_time, so ready_ms must too (README, "child_ready_ms").
+        rollout.ready_at = Some(now);
         let took = now.duration_since(rollout.batch_started);
         let number = rollout.generation.number;
         let done = rollout.todo.is_empty();
@@ -258,7 +260,10 @@ impl Core {
         self.serving = rollout.generation.clone();
         self.serving_ready = true;
         let now = fx.now();
-        let ready = rollout.ready_at.unwrap_or(now).duration_since(rollout.started);
+        let ready = rollout
+            .ready_at
+            .unwrap_or(now)
+            .duration_since(rollout.started);
         let report = RestartReport {
             generation: rollout.generation.number,
             ready_ms: ms_u64(ready),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::slot::{Occupant, Respawn};
-use super::{kill_worker, Core, Effects, Generation, Leftover, Place, Timer, WorkerId, WorkerState};
+use super::{
+    kill_worker, Core, Effects, Generation, Leftover, Place, Timer, WorkerId, WorkerState,
+};
 use crate::config::Readiness;
 use crate::notify::Notice;
 use crate::protocol::ErrorKind;
