@@ -67,6 +67,7 @@ pub mod sys;
 pub mod systemd;
 pub mod template;
 pub mod upgrade;
+pub mod upgrade_check;
 pub mod worker;
 
 use std::os::unix::process::ExitStatusExt;
