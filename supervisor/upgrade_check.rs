@@ -10,3 +10,4 @@
 //!   taking ownership of it or changing it.
 
 pub mod fds;
+pub mod run;
