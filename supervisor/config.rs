@@ -292,7 +292,7 @@ fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, String)> {
         .map(|(k, v)| (k.into(), v.into()))
         .chain(std::env::vars_os())
         .collect();
-    crate::spawn::resolve_program(&p.command[0], &env)
+    crate::program_path::resolve_program(&p.command[0], &env)
         .map_err(|e| ("command", format!("program: {e}")))?;
     // What execve will be given, as it counts it: the command, the
     // inherited environment less what the config replaces, the config's,

@@ -16,6 +16,8 @@
 //!   closing its copy loses nothing that waits in the queue.
 //! - `spawn`: starts a child with fds 3.. and the protocol variables, with
 //!   `LISTEN_PID` filled in by the child itself just before exec.
+//!   `program_path`: finding the program as execvp would, before the fork
+//!   (also used by `config` to check it).
 //! - `notify`: one datagram socket per child for READY=1 and STATUS=.
 //! - `runtime_dir`: the private (0700) directory of those sockets, and
 //!   the clean-up of those a killed supervisor left.
@@ -54,6 +56,7 @@ pub mod exit;
 pub mod groups;
 pub mod logging;
 pub mod notify;
+pub mod program_path;
 pub mod protocol;
 pub mod reconfigure;
 pub mod rollout;
