@@ -33,8 +33,10 @@
 //! - `reconfigure`: `scale` and `reload` of a running supervisor.
 //! - `control` and `protocol`: the control socket and its JSON-lines
 //!   protocol, which `handoff restart/status/stop` speak.
-//! - `config` (and `config/file.rs`, the TOML with positions), `cli`: the
-//!   file and the flags, validated into typed values with file:line errors.
+//! - `config` (`config/`: `file.rs` the TOML with positions, `recover.rs`
+//!   going on past a mistake, `values.rs`, `program.rs`, `merge.rs`), `cli`:
+//!   the file and the flags, validated into typed values with file:line
+//!   errors.
 //!   `completions`: the shell completions and man page generated from them.
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
