@@ -3,8 +3,9 @@
 //!
 //! Every problem is reported, with the file, line and column where it has
 //! one. Unknown keys are errors, never ignored. Relative paths in a file
-//! (unix socket paths, `control`, `working_directory`, a `command` that
-//! contains a `/`) are relative to the file's directory, so a config means
+//! (unix socket paths, `control`, `working_directory`, a `command` or
+//! `ready_command` program that contains a `/`) are relative to the file's
+//! directory, so a config means
 //! the same thing whatever directory handoff is started from; on the command
 //! line they are relative to the current directory.
 

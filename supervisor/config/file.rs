@@ -275,11 +275,7 @@ fn program_from_raw(
                 "command must name a program: command = [\"./server\", \"--flag\"]",
             ));
         } else {
-            let mut command = cmd.into_inner();
-            if command[0].contains('/') {
-                command[0] = base.join(&command[0]).to_string_lossy().into_owned();
-            }
-            p.command = Some(command);
+            p.command = Some(rebase_program(cmd.into_inner(), base));
         }
     }
     if let Some(env) = raw.env {
@@ -319,7 +315,7 @@ fn program_from_raw(
             refused.insert("ready_command");
             errors.push(src.error(&cmd, "ready_command must name a program"));
         } else {
-            p.ready_command = Some(cmd.into_inner());
+            p.ready_command = Some(rebase_program(cmd.into_inner(), base));
         }
     }
     let mut duration = |value: &Option<Spanned<String>>, name: &'static str| -> Option<Duration> {
@@ -396,4 +392,17 @@ fn program_from_raw(
         }
     }
     out.refused = refused;
+}
+
+/// A program named by a path (it has a `/`) is the file's directory's, as
+/// execvp would take it from there: the same config means the same program
+/// whatever directory handoff starts in. A bare name is left to the PATH
+/// search. For `command` and `ready_command` alike.
+fn rebase_program(mut command: Vec<String>, base: &Path) -> Vec<String> {
+    if let Some(program) = command.first_mut() {
+        if program.contains('/') {
+            *program = base.join(&*program).to_string_lossy().into_owned();
+        }
+    }
+    command
 }

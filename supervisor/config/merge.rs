@@ -66,6 +66,9 @@ pub(super) fn finish(
             });
         }
     }
+    // A value is the flag's when --env gave it, even where the file has the
+    // same name: its mistakes are the flag's, not that line's.
+    let from_flags: std::collections::BTreeSet<String> = flags.env.keys().cloned().collect();
     env.extend(flags.env);
     let env_bytes: usize = env.iter().map(|(k, v)| env_entry_cost(k, v)).sum();
     if env_bytes > MAX_ENV_BYTES {
@@ -220,11 +223,15 @@ pub(super) fn finish(
             program
         }
     };
-    let names: Vec<&str> = sockets
-        .iter()
-        .map(|(s, _)| s.name.as_str())
-        .chain(parsed.socket_names.iter().map(String::as_str))
-        .collect();
+    // The sockets a template may name: those in effect, and those of the
+    // file that were refused (named once each: a name in both is one
+    // socket, and the message lists each once).
+    let mut names: Vec<&str> = sockets.iter().map(|(s, _)| s.name.as_str()).collect();
+    for name in &parsed.socket_names {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
     for arg in &program.command {
         if let Err(e) = crate::template::check(arg, &names) {
             errors.push(ConfigError {
@@ -255,13 +262,20 @@ pub(super) fn finish(
     }
     for (name, value) in &program.env {
         if let Err(e) = crate::template::check(value, &names) {
-            errors.push(ConfigError {
-                location: parsed
-                    .env_at
-                    .get(name)
-                    .map(|&offset| parsed.lines.at(offset))
-                    .or_else(|| at("env")),
-                message: format!("env: `{name}`: {e}"),
+            errors.push(if from_flags.contains(name) {
+                ConfigError {
+                    location: None,
+                    message: format!("--env `{name}`: {e}"),
+                }
+            } else {
+                ConfigError {
+                    location: parsed
+                        .env_at
+                        .get(name)
+                        .map(|&offset| parsed.lines.at(offset))
+                        .or_else(|| at("env")),
+                    message: format!("env: `{name}`: {e}"),
+                }
             });
         }
     }
