@@ -57,7 +57,8 @@ pub struct ProgramSpec {
 }
 
 /// How a new child proves it serves. A TCP probe cannot: the supervisor owns
-/// the socket, so a connect succeeds whoever accepts (DESIGN.md).
+/// the socket, so a connect succeeds whoever accepts (docs/design.md,
+/// "Readiness: why a TCP probe lies").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Readiness {
     /// The child sends READY=1 on NOTIFY_SOCKET.
