@@ -297,6 +297,8 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+// The flags' parsers and checks return messages (`String`): clap shows
+// them under the flag (or `main` prints them) and nothing branches on them.
 fn parse_listen(s: &str) -> Result<SocketSpec, String> {
     let (name, addr) = s
         .split_once('=')

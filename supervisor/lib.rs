@@ -15,16 +15,18 @@
 //! shared and held, why a TCP probe proves nothing) are in
 //! `docs/design.md`. The modules, from the leaves up:
 //!
-//! - `config` (with `config/`), `cli`: the file and the flags, validated
-//!   into typed values with file:line errors; `completions` are generated
-//!   from them.
+//! - `config` (`config/`: `file.rs` the TOML with positions, `recover.rs`
+//!   going on past a mistake, `values.rs`, `program.rs`, `merge.rs`), `cli`:
+//!   the file and the flags, validated into typed values with file:line
+//!   errors; `completions` are generated from them.
 //! - `sockets`: binds what the config asks for and holds it for the life of
 //!   the supervisor. One kernel socket means one accept queue: an old child
 //!   closing its copy loses nothing that waits in the queue.
 //! - `spawn` and `template`: start a child with fds 3.. and the protocol
 //!   variables, with `LISTEN_PID` filled in by the child itself just
-//!   before exec; `notify`: one datagram socket per child for READY=1 and
-//!   STATUS=.
+//!   before exec; `program_path` finds the program as execvp would,
+//!   before the fork (also used by `config` to check it); `notify`: one
+//!   datagram socket per child for READY=1 and STATUS=.
 //! - `signals`, `runtime_dir`, `logging`, `sys`, `groups`: run-time pieces
 //!   (the signals handoff acts on; its private 0700 directory; its own log
 //!   through a bounded buffer, so a closed stderr neither kills nor stalls
@@ -61,6 +63,7 @@ pub mod exit;
 pub mod groups;
 pub mod logging;
 pub mod notify;
+pub mod program_path;
 pub mod protocol;
 pub mod runtime_dir;
 pub mod signals;

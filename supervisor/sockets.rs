@@ -4,151 +4,28 @@
 //!
 //! The supervisor never accepts on these sockets. It only keeps them open, so
 //! that the kernel keeps completing handshakes into one accept queue while
-//! generations of children come and go (see DESIGN.md, "Why fd passing").
+//! generations of children come and go (docs/design.md, "One socket, one
+//! accept queue").
+//!
+//! `addr.rs` parses and checks what the user asks for; `unix_file.rs` looks
+//! after the files of unix sockets.
 
-use std::fmt;
+mod addr;
+mod unix_file;
+
+pub use addr::{check_unix_path, validate_name, AddrError, ListenAddr, SocketSpec};
+pub(crate) use unix_file::files_kept;
+use unix_file::remove_stale_unix_socket;
+pub use unix_file::{keep_files, CreatedFile};
+
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::os::unix::fs::PermissionsExt;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, SockAddr, Socket, Type};
-
-/// Where a socket listens, parsed from `tcp://HOST:PORT`, `udp://HOST:PORT`
-/// or `unix:///path` (`unix://relative/path`, `unix://@abstract`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Udp(SocketAddr),
-    Unix(PathBuf),
-    /// A Linux abstract-namespace unix socket (`unix://@name`).
-    UnixAbstract(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AddrError(String);
-
-impl FromStr for ListenAddr {
-    type Err = AddrError;
-
-    fn from_str(s: &str) -> Result<Self, AddrError> {
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| {
-            AddrError(format!(
-                "`{s}` is not an address: expected tcp://HOST:PORT, udp://HOST:PORT or unix:///path"
-            ))
-        })?;
-        match scheme {
-            "tcp" => Ok(ListenAddr::Tcp(
-                parse_host_port(rest).map_err(|e| AddrError(format!("`{s}`: {}", e.0)))?,
-            )),
-            "udp" => Ok(ListenAddr::Udp(
-                parse_host_port(rest).map_err(|e| AddrError(format!("`{s}`: {}", e.0)))?,
-            )),
-            "unix" => {
-                if let Some(name) = rest.strip_prefix('@') {
-                    if name.is_empty() {
-                        return Err(AddrError("unix://@ needs a name after the @".into()));
-                    }
-                    Ok(ListenAddr::UnixAbstract(name.to_string()))
-                } else if rest.is_empty() {
-                    Err(AddrError(
-                        "unix:// needs a path, e.g. unix:///run/app.sock".into(),
-                    ))
-                } else {
-                    Ok(ListenAddr::Unix(PathBuf::from(rest)))
-                }
-            }
-            other => Err(AddrError(format!(
-                "unknown scheme `{other}://` in `{s}`: expected tcp://, udp:// or unix://"
-            ))),
-        }
-    }
-}
-
-/// `HOST:PORT`, where HOST may be an IPv4 address, `[IPv6]`, a name that
-/// resolves (the first address is used), or empty / `*` for all interfaces.
-fn parse_host_port(s: &str) -> Result<SocketAddr, AddrError> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| AddrError("no port: expected HOST:PORT".into()))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| AddrError(format!("`{port}` is not a port number (0-65535)")))?;
-    if host.is_empty() || host == "*" {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| AddrError(format!("cannot resolve `{host}`: {e}")))?
-        .next()
-        .ok_or_else(|| AddrError(format!("`{host}` resolves to no address")))
-}
-
-impl ListenAddr {
-    /// Makes a relative unix socket path relative to `base` (the config
-    /// file's directory).
-    pub fn rebase(self, base: &Path) -> Self {
-        match self {
-            ListenAddr::Unix(p) if p.is_relative() => ListenAddr::Unix(base.join(p)),
-            other => other,
-        }
-    }
-
-    fn is_unix(&self) -> bool {
-        matches!(self, ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_))
-    }
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
-            ListenAddr::Udp(a) => write!(f, "udp://{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
-            ListenAddr::UnixAbstract(n) => write!(f, "unix://@{n}"),
-        }
-    }
-}
-
-/// One `[[socket]]` of the configuration, validated.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SocketSpec {
-    /// The name children see in LISTEN_FDNAMES.
-    pub name: String,
-    pub listen: ListenAddr,
-    /// `None`: the kernel's maximum (net.core.somaxconn).
-    pub backlog: Option<u32>,
-    pub reuse_port: bool,
-    /// Permission bits of a unix socket file.
-    pub mode: Option<u32>,
-}
-
-/// Checks a socket name: it travels in LISTEN_FDNAMES, which is
-/// colon-separated, and systemd allows at most 255 characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(format!(
-            "socket name `{name}` must have 1 to 255 characters"
-        ));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    {
-        return Err(format!(
-            "socket name `{name}` may only contain letters, digits, `_`, `-` and `.`"
-        ));
-    }
-    Ok(())
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("socket `{name}` ({listen}): {what}: {source}")]
@@ -329,8 +206,8 @@ impl BoundSocket {
         self.revived.load(Ordering::Relaxed)
     }
 
-    /// A child that calls `shutdown()` on the shared listener (DESIGN.md:
-    /// never do that) takes it out of the LISTEN state for every process
+    /// A child that calls `shutdown()` on the shared listener (never do
+    /// that: docs/design.md, "One socket, one accept queue") takes it out of the LISTEN state for every process
     /// that holds it: new connections are refused from then on, whatever
     /// generation runs. Linux leaves such a TCP socket bound and
     /// unconnected, so `listen()` on the very same socket makes it listen
@@ -370,13 +247,10 @@ impl BoundSocket {
     /// Applies a reloaded spec for the same address to this socket without
     /// a new bind: the backlog (listen() again) and a unix socket's mode.
     /// `reuse_port` cannot change on a bound socket.
-    pub fn adjust(&self, spec: &SocketSpec) -> Result<(), String> {
+    pub fn adjust(&self, spec: &SocketSpec) -> Result<(), AdjustError> {
         let name = &spec.name;
         if spec.reuse_port != self.spec.reuse_port {
-            return Err(format!(
-                "socket `{name}`: reuse_port cannot change while handoff holds the socket: that needs a new bind of \
-                 the same address, which would reset the connections queued on the old one; restart handoff to change it"
-            ));
+            return Err(AdjustError::ReusePort { name: name.clone() });
         }
         if self.backlog().is_some() {
             let wanted = spec.backlog.unwrap_or_else(somaxconn);
@@ -384,19 +258,55 @@ impl BoundSocket {
                 let backlog = i32::try_from(wanted).unwrap_or(i32::MAX);
                 self.socket
                     .listen(backlog)
-                    .map_err(|e| format!("socket `{name}`: cannot change the backlog: {e}"))?;
+                    .map_err(|source| AdjustError::Backlog {
+                        name: name.clone(),
+                        source,
+                    })?;
                 self.backlog.store(wanted, Ordering::Relaxed);
             }
         }
         if let (Some(mode), Some(CreatedFile { path, .. })) = (spec.mode, &self.created_file) {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
-                format!(
-                    "socket `{name}`: cannot change the mode of {}: {e}",
-                    path.display()
-                )
-            })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                |source| AdjustError::Mode {
+                    name: name.clone(),
+                    path: path.clone(),
+                    source,
+                },
+            )?;
         }
         Ok(())
+    }
+}
+
+/// Why a reload could not apply a socket's new settings to the socket
+/// handoff holds; the reload then changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AdjustError {
+    #[error(
+        "socket `{name}`: reuse_port cannot change while handoff holds the socket: that needs a new bind of \
+         the same address, which would reset the connections queued on the old one; restart handoff to change it"
+    )]
+    ReusePort { name: String },
+    #[error("socket `{name}`: cannot change the backlog: {source}")]
+    Backlog {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("socket `{name}`: cannot change the mode of {}: {source}", path.display())]
+    Mode {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+// The reload reports its problems as one message (`reconfigure.rs` uses
+// `?` into a String): the message is the error's Display, as before.
+impl From<AdjustError> for String {
+    fn from(e: AdjustError) -> String {
+        e.to_string()
     }
 }
 
@@ -429,20 +339,6 @@ fn describe_local(local: &SockAddr, asked: &ListenAddr) -> String {
     }
 }
 
-/// A unix socket path must fit in `sun_path` (108 bytes with its NUL on
-/// Linux); a longer one cannot be bound, so a config naming one is refused
-/// up front rather than at `run`. socket2 knows the limit.
-pub fn check_unix_path(path: &Path) -> Result<(), String> {
-    SockAddr::unix(path).map(drop).map_err(|_| {
-        format!(
-            "{} is {} bytes long: a unix socket path can have at most {}",
-            path.display(),
-            path.as_os_str().len(),
-            std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1
-        )
-    })
-}
-
 /// The kernel's cap on listen backlogs. Asking for it (rather than a small
 /// fixed number) keeps a slow-starting generation from dropping SYNs.
 pub fn somaxconn() -> u32 {
@@ -450,22 +346,6 @@ pub fn somaxconn() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(4096)
-}
-
-/// A unix socket file left behind by a dead process is replaced; one that
-/// something still listens on, or a file that is not a socket, is not.
-/// Set in an upgrade's check process: it holds copies of the running
-/// supervisor's sockets, and must never remove their files, whatever fails.
-static FILES_BELONG_TO_ANOTHER_PROCESS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// From now on, dropping a socket of this process removes no file.
-pub fn keep_files() {
-    FILES_BELONG_TO_ANOTHER_PROCESS.store(true, Ordering::Relaxed);
-}
-
-pub(crate) fn files_kept() -> bool {
-    FILES_BELONG_TO_ANOTHER_PROCESS.load(Ordering::Relaxed)
 }
 
 /// A socket as an upgrade hands it to the new binary (its fd travels
@@ -479,69 +359,6 @@ pub struct SocketSnapshot {
     pub backlog: u32,
     #[serde(default)]
     pub revived: u32,
-}
-
-/// A unix socket file this supervisor created, known by its inode, so that
-/// a file someone else put at the same path later is never removed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CreatedFile {
-    pub path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl CreatedFile {
-    fn new(path: PathBuf) -> io::Result<CreatedFile> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(&path)?;
-        Ok(CreatedFile {
-            path,
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
-    }
-
-    /// Removes the file if it is still ours. Best effort: it may be gone.
-    fn remove(&self) {
-        if FILES_BELONG_TO_ANOTHER_PROCESS.load(Ordering::Relaxed) {
-            return;
-        }
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if meta.dev() == self.dev && meta.ino() == self.ino {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
-fn remove_stale_unix_socket(path: &Path) -> io::Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the path exists and is not a socket",
-        ));
-    }
-    // A non-blocking connect: one to a listener whose backlog is full
-    // would otherwise wait; EAGAIN means someone listens, too.
-    let probe = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
-    match probe.connect(&SockAddr::unix(path)?) {
-        Ok(()) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another process is listening on it",
-        )),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another process is listening on it",
-        )),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use command_fds::{CommandFdExt, FdMapping};
@@ -29,6 +28,9 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::config::ProgramSpec;
+// Re-exported: `upgrade.rs` finds handoff's own binary with it.
+pub use crate::program_path::resolve_program;
+use crate::program_path::ProgramNotFound;
 use crate::sockets::BoundSocket;
 use crate::template;
 
@@ -45,8 +47,8 @@ const INHERITED_PROTOCOL_VARS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("cannot find `{program}`: {reason}")]
-    NotFound { program: String, reason: String },
+    #[error(transparent)]
+    NotFound(#[from] ProgramNotFound),
     #[error("{0}")]
     Template(String),
     #[error("cannot duplicate the socket fds: {0}")]
@@ -74,8 +76,9 @@ pub struct ChildContext<'a> {
 /// the terminal reaches only the supervisor, which then drains the children
 /// gracefully, and so that SIGKILL after `drain_timeout` reaches the child's
 /// own children too.
+///
 /// Returns the child's pid; its exit is watched with a pidfd
-/// (`sys::wait_exit`), the same way for children this process started and
+/// ([`crate::sys::exited`]), the same way for children this process started and
 /// for those it took over in an upgrade.
 pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> {
     let names: Vec<&str> = ctx.sockets.iter().map(|s| s.spec.name.as_str()).collect();
@@ -178,53 +181,6 @@ impl ChildEnv {
             }
         }
     }
-}
-
-/// Finds the program as execvp would, but in the parent, so a missing
-/// program is an error the supervisor can report before anything forks.
-/// A name with a `/` is taken as a path;
-/// otherwise it is searched in the child's PATH.
-pub fn resolve_program(name: &str, env: &[(OsString, OsString)]) -> Result<PathBuf, SpawnError> {
-    let not_found = |reason: String| SpawnError::NotFound {
-        program: name.to_string(),
-        reason,
-    };
-    if name.contains('/') {
-        // Relative to the supervisor's directory, not the child's: a config
-        // file's relative command was made absolute against the file's
-        // directory already, and on the command line `./server` means the
-        // one here.
-        let path = std::path::absolute(name).map_err(|e| not_found(e.to_string()))?;
-        return check_executable(&path).map(|()| path).map_err(not_found);
-    }
-    let search = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
-    let mut last_problem = None;
-    for dir in std::env::split_paths(&search) {
-        let candidate = dir.join(name);
-        match check_executable(&candidate) {
-            Ok(()) => return std::path::absolute(&candidate).map_err(|e| not_found(e.to_string())),
-            Err(problem) if candidate.exists() => last_problem = Some(problem),
-            Err(_) => {}
-        }
-    }
-    Err(not_found(last_problem.unwrap_or_else(|| {
-        format!("not in PATH ({})", search.to_string_lossy())
-    })))
-}
-
-fn check_executable(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a file", path.display()));
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("{} is not executable", path.display()));
-    }
-    Ok(())
 }
 
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
@@ -407,32 +363,5 @@ mod tests {
         assert_eq!(&buf[..5], b"4411\0");
         write_decimal(&mut buf, 0);
         assert_eq!(&buf[..2], b"0\0");
-    }
-
-    #[test]
-    fn resolves_programs_like_execvp() {
-        let env = vec![(
-            OsString::from("PATH"),
-            OsString::from("/nonexistent:/bin:/usr/bin"),
-        )];
-        let sh = resolve_program("sh", &env).unwrap();
-        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
-        let err = resolve_program("no-such-program-xyz", &env).unwrap_err();
-        assert!(err.to_string().contains("not in PATH"), "{err}");
-        let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("plain");
-        std::fs::write(&plain, "").unwrap();
-        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = resolve_program(plain.to_str().unwrap(), &env).unwrap_err();
-        assert!(err.to_string().contains("not executable"), "{err}");
-        let err = resolve_program("plain", &env).unwrap_err();
-        assert!(err.to_string().contains("not in PATH"), "{err}");
-        // A relative path is the supervisor's, not a working directory's.
-        let err = resolve_program("./no-such-file-xyz", &env).unwrap_err();
-        let here = std::env::current_dir().unwrap().join("no-such-file-xyz");
-        assert!(
-            err.to_string().contains(&here.display().to_string()),
-            "{err}"
-        );
     }
 }

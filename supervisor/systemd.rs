@@ -120,7 +120,8 @@ impl Inherited {
 
 /// Checks an inherited fd against the config: a socket, of the right type,
 /// listening, bound where the config says (port 0 in the config takes any
-/// port).
+/// port). The error is a message, completed with the socket's name and
+/// shown; a misfit is always fatal, so nothing branches on its kind.
 fn check_fits(fd: &OwnedFd, spec: &SocketSpec) -> Result<(), String> {
     use socket::sockopt::{AcceptConn, SockType};
     let ty = socket::getsockopt(fd, SockType).map_err(|e| format!("is not a socket ({e})"))?;

@@ -18,6 +18,10 @@ const COUNT: &str = "{fd_count}";
 
 /// Checks that every `{fd:NAME}` names a socket (`{fd_count}` always
 /// expands).
+///
+/// The errors of this module are messages (`String`): a wrong template is
+/// only ever shown to the user (with its place in the config), no caller
+/// decides anything from which mistake it is, and there is no cause to keep.
 pub fn check(text: &str, names: &[&str]) -> Result<(), String> {
     expand(text, names).map(drop)
 }

@@ -1,6 +1,7 @@
 //! The config file: TOML parsed with the position of every value, so that
 //! each problem can be reported with file:line:column, then typed. Merging
-//! with the flags and defaults is `config.rs`'s job.
+//! with the flags and defaults is `merge.rs`'s job; going on past a mistake
+//! to report the next one, `recover.rs`'s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -10,9 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::position::{Lines, Source};
+use super::recover::{parse_raw, unknown_keys, PROGRAM_KEYS};
+use super::values::{check_env_entry, parse_duration, parse_octal_mode, parse_signal, MAX_WORKERS};
 use super::{
-    check_env_entry, parse_duration, parse_octal_mode, parse_signal, ConfigError, ConfigErrors,
-    Location, ProgramSettings, ReadyKind, SighupAction, StrategyKind, MAX_WORKERS,
+    ConfigError, ConfigErrors, Location, ProgramSettings, ReadyKind, SighupAction, StrategyKind,
 };
 use crate::sockets::{self, ListenAddr, SocketSpec};
 
@@ -43,7 +46,7 @@ pub(super) struct FileConfig {
 // Unknown keys are found by `unknown_keys`, all of them at once: serde's
 // deny_unknown_fields would stop at the first and hide every other error.
 #[derive(Deserialize)]
-struct RawFile {
+pub(super) struct RawFile {
     control: Option<Spanned<String>>,
     sighup: Option<Spanned<String>>,
     fdstore: Option<bool>,
@@ -116,278 +119,6 @@ impl<'de> Deserialize<'de> for RawEnv {
     }
 }
 
-/// Where each line of a file starts, to turn byte offsets into
-/// file:line:column in O(log lines). (Counting newlines from the start for
-/// each offset, as this once did, would make locating every `env` entry of
-/// a large table quadratic.)
-#[derive(Debug, Default)]
-pub(super) struct Lines {
-    path: PathBuf,
-    starts: Vec<usize>,
-}
-
-impl Lines {
-    fn new(path: &Path, text: &str) -> Lines {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        Lines {
-            path: path.to_path_buf(),
-            starts,
-        }
-    }
-
-    #[cfg(test)]
-    pub(super) fn for_test(path: &str, text: &str) -> Lines {
-        Lines::new(Path::new(path), text)
-    }
-
-    pub(super) fn at(&self, offset: usize) -> Location {
-        // The number of lines starting at or before `offset` (the first
-        // starts at 0).
-        let line = self.starts.partition_point(|&start| start <= offset).max(1);
-        let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        Location {
-            file: self.path.clone(),
-            line,
-            column: offset.saturating_sub(start) + 1,
-        }
-    }
-}
-
-/// Turns byte offsets into file:line:column.
-struct Source<'a> {
-    path: &'a Path,
-    lines: Lines,
-}
-
-impl Source<'_> {
-    fn at(&self, offset: usize) -> Location {
-        self.lines.at(offset)
-    }
-
-    fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            location: Some(self.at(spanned.span().start)),
-            message: message.into(),
-        }
-    }
-
-    /// The file's directory, absolute, so that what a file means does not
-    /// depend on how its path was spelled.
-    fn base(&self) -> PathBuf {
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
-    }
-}
-
-/// The keys each table may have (`[program.env]` takes any name).
-const TOP_KEYS: &[&str] = &["control", "sighup", "fdstore", "socket", "program"];
-const SOCKET_KEYS: &[&str] = &["name", "listen", "backlog", "reuse_port", "mode"];
-const PROGRAM_KEYS: &[&str] = &[
-    "command",
-    "env",
-    "working_directory",
-    "ready",
-    "ready_command",
-    "ready_delay",
-    "ready_interval",
-    "ready_timeout",
-    "min_ready_time",
-    "stop_signal",
-    "drain_timeout",
-    "respawn_backoff",
-    "respawn_backoff_max",
-    "workers",
-    "strategy",
-    "batch",
-];
-
-/// A document's keys, each with its place and its value's place, and
-/// nothing of the values themselves.
-enum Shape {
-    Table(Vec<(Spanned<String>, Spanned<Shape>)>),
-    Array(Vec<Spanned<Shape>>),
-    Value,
-}
-
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Walk;
-        impl<'de> serde::de::Visitor<'de> for Walk {
-            type Value = Shape;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a TOML value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Shape, A::Error> {
-                let mut keys = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    keys.push(entry);
-                }
-                Ok(Shape::Table(keys))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Shape, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Shape::Array(items))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-                Ok(Shape::Value)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-                Ok(Shape::Value)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-                Ok(Shape::Value)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-                Ok(Shape::Value)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-                Ok(Shape::Value)
-            }
-        }
-        d.deserialize_any(Walk)
-    }
-}
-
-/// Every key that is not one of handoff's, with its place. (A document
-/// this cannot walk, a date for one, leaves it to the typed parse.)
-fn unknown_keys(src: &Source, text: &str) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    let Ok(Shape::Table(top)) = toml::from_str::<Shape>(text) else {
-        return errors;
-    };
-    let mut unknown = |key: &Spanned<String>, table: &str, known: &[&str]| {
-        if !known.contains(&key.get_ref().as_str()) {
-            let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-            errors.push(src.error(
-                key,
-                format!(
-                    "unknown field `{}`{table}, expected one of {}",
-                    key.get_ref(),
-                    expected.join(", ")
-                ),
-            ));
-        }
-    };
-    for (key, value) in &top {
-        unknown(key, "", TOP_KEYS);
-        match (key.get_ref().as_str(), value.get_ref()) {
-            ("socket", Shape::Array(sockets)) => {
-                for socket in sockets {
-                    if let Shape::Table(keys) = socket.get_ref() {
-                        for (key, _) in keys {
-                            unknown(key, " in [[socket]]", SOCKET_KEYS);
-                        }
-                    }
-                }
-            }
-            ("program", Shape::Table(keys)) => {
-                for (key, _) in keys {
-                    unknown(key, " in [program]", PROGRAM_KEYS);
-                }
-            }
-            _ => {}
-        }
-    }
-    errors
-}
-
-/// The key-value pair of handoff's (a top-level key, a `[[socket]]`'s, a
-/// `[program]`'s) whose value holds byte `offset`: its key's name and the
-/// bytes from the key to the end of the value.
-fn entry_at(text: &str, offset: usize) -> Option<(String, std::ops::Range<usize>)> {
-    let Ok(Shape::Table(top)) = toml::from_str::<Shape>(text) else {
-        return None;
-    };
-    let within = |keys: &[(Spanned<String>, Spanned<Shape>)]| {
-        keys.iter()
-            .find(|(_, v)| v.span().contains(&offset))
-            .map(|(k, v)| (k.get_ref().clone(), k.span().start..v.span().end))
-    };
-    for (key, value) in &top {
-        let inner = match (key.get_ref().as_str(), value.get_ref()) {
-            ("socket", Shape::Array(sockets)) => sockets.iter().find_map(|s| match s.get_ref() {
-                Shape::Table(keys) => within(keys),
-                _ => None,
-            }),
-            ("program", Shape::Table(keys)) => within(keys),
-            _ => None,
-        };
-        if inner.is_some() {
-            return inner;
-        }
-    }
-    within(&top).filter(|(k, _)| k != "socket" && k != "program")
-}
-
-/// Past this size, a value of the wrong type stops the parse: going on
-/// means parsing again, and no real config is this large.
-const RECOVER_UP_TO: usize = 256 * 1024;
-
-/// Parses the typed content, reporting a value of the wrong type and
-/// going on without it, so that one such mistake does not hide the
-/// others: the pair is blanked out (spaces, so that every other place in
-/// the file stays where it was) and the file parsed again. Returns the
-/// typed content, if it could be had, and the keys left out.
-fn parse_raw(
-    src: &Source,
-    text: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<(RawFile, Vec<String>)> {
-    // Each round parses the whole file again (and a reload parses inside
-    // the event loop): a few rounds for a file of a config's size, one for
-    // a huge one.
-    let rounds = if text.len() > RECOVER_UP_TO { 1 } else { 16 };
-    let mut text = std::borrow::Cow::Borrowed(text);
-    let mut left_out = Vec::new();
-    for _ in 0..rounds {
-        let e = match toml::from_str::<RawFile>(&text) {
-            Ok(raw) => return Some((raw, left_out)),
-            Err(e) => e,
-        };
-        // A required key left out for its type is reported already: its
-        // absence is no news, and without it nothing more can be typed.
-        let message = e.message();
-        if left_out
-            .iter()
-            .any(|k| message.starts_with(&format!("missing field `{k}`")))
-        {
-            return None;
-        }
-        errors.push(ConfigError {
-            location: e.span().map(|span| src.at(span.start)),
-            message: e.message().trim_end().replace('\n', ", "),
-        });
-        // A syntax error, or a missing key (no value to leave out): stop.
-        let (key, range) = e.span().and_then(|span| entry_at(&text, span.start))?;
-        let mut blanked = text.into_owned().into_bytes();
-        for b in &mut blanked[range] {
-            if *b != b'\n' && *b != b'\r' {
-                *b = b' ';
-            }
-        }
-        text = std::borrow::Cow::Owned(
-            String::from_utf8(blanked).expect("ASCII spaces over whole characters"),
-        );
-        left_out.push(key);
-    }
-    None
-}
-
 /// Parses a file: its typed content and every problem found in it, or,
 /// when it cannot be typed at all (bad syntax, a value of the wrong type),
 /// the problems that stopped it.
@@ -400,7 +131,7 @@ pub(super) fn parse_file(
         lines: Lines::new(path, text),
     };
     let mut errors = unknown_keys(&src, text);
-    let Some((raw, left_out)) = parse_raw(&src, text, &mut errors) else {
+    let Some((raw, left_out)) = parse_raw::<RawFile>(&src, text, &mut errors) else {
         errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.line, l.column)));
         return Err(ConfigErrors(errors));
     };
@@ -544,11 +275,7 @@ fn program_from_raw(
                 "command must name a program: command = [\"./server\", \"--flag\"]",
             ));
         } else {
-            let mut command = cmd.into_inner();
-            if command[0].contains('/') {
-                command[0] = base.join(&command[0]).to_string_lossy().into_owned();
-            }
-            p.command = Some(command);
+            p.command = Some(rebase_program(cmd.into_inner(), base));
         }
     }
     if let Some(env) = raw.env {
@@ -588,7 +315,7 @@ fn program_from_raw(
             refused.insert("ready_command");
             errors.push(src.error(&cmd, "ready_command must name a program"));
         } else {
-            p.ready_command = Some(cmd.into_inner());
+            p.ready_command = Some(rebase_program(cmd.into_inner(), base));
         }
     }
     let mut duration = |value: &Option<Spanned<String>>, name: &'static str| -> Option<Duration> {
@@ -665,4 +392,17 @@ fn program_from_raw(
         }
     }
     out.refused = refused;
+}
+
+/// A program named by a path (it has a `/`) is the file's directory's, as
+/// execvp would take it from there: the same config means the same program
+/// whatever directory handoff starts in. A bare name is left to the PATH
+/// search. For `command` and `ready_command` alike.
+fn rebase_program(mut command: Vec<String>, base: &Path) -> Vec<String> {
+    if let Some(program) = command.first_mut() {
+        if program.contains('/') {
+            *program = base.join(&*program).to_string_lossy().into_owned();
+        }
+    }
+    command
 }

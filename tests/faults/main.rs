@@ -19,6 +19,7 @@ mod harness;
 mod load;
 mod wait;
 
+mod config_sources;
 mod configs;
 mod control;
 mod env;

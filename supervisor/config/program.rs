@@ -1,0 +1,168 @@
+//! The program part of the config: how to run the server and when it is
+//! ready ([`ProgramSpec`], the validated form, handed to every generation),
+//! the settings as the file and the flags give them ([`ProgramSettings`]),
+//! the defaults, and the check that the program can be started at all.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use super::values::{env_entry_cost, signal_name};
+
+/// How a restart replaces the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Start all new workers, wait for all, then drain all old ones: the new
+    /// version is proven whole before any old worker stops, and a failure
+    /// leaves every old worker in place.
+    AllAtOnce,
+    /// Replace `batch` slots at a time, each batch ready before its old
+    /// workers drain and the next batch starts: memory stays near
+    /// workers + batch.
+    Rolling { batch: usize },
+}
+
+/// The `strategy` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum StrategyKind {
+    AllAtOnce,
+    Rolling,
+}
+
+/// How to run the server and when to consider it ready.
+// Serialize: an upgrade hands the running generations' specs to the new
+// binary (`upgrade.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramSpec {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_directory: Option<PathBuf>,
+    pub ready: Readiness,
+    pub ready_timeout: Duration,
+    /// How long a restart's new workers must stay up once ready before the
+    /// old ones are told to drain: a worker that dies within it fails the
+    /// restart, and the old generation, still there, keeps serving.
+    #[serde(default = "default_min_ready_time")]
+    pub min_ready_time: Duration,
+    #[serde(with = "signal_name")]
+    pub stop_signal: Signal,
+    pub drain_timeout: Duration,
+    pub respawn_backoff: Duration,
+    pub respawn_backoff_max: Duration,
+    pub workers: usize,
+    pub strategy: Strategy,
+}
+
+/// How a new child proves it serves. A TCP probe cannot: the supervisor owns
+/// the socket, so a connect succeeds whoever accepts (docs/design.md,
+/// "Readiness: why a TCP probe lies").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Readiness {
+    /// The child sends READY=1 on NOTIFY_SOCKET.
+    Notify,
+    /// A probe command, run every `interval` until it exits 0.
+    Exec {
+        command: Vec<String>,
+        interval: Duration,
+    },
+    /// The child is considered ready once it has stayed alive this long.
+    Delay(Duration),
+}
+
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Long enough to see a server that says READY=1 and exits at once (it
+/// takes a few ms), short enough not to slow a restart down noticeably.
+pub const DEFAULT_MIN_READY_TIME: Duration = Duration::from_millis(250);
+
+fn default_min_ready_time() -> Duration {
+    DEFAULT_MIN_READY_TIME
+}
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(1);
+pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(200);
+pub const DEFAULT_RESPAWN_BACKOFF: Duration = Duration::from_millis(100);
+pub const DEFAULT_RESPAWN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Program settings as either source gives them: every field optional, every
+/// value already typed. The file's and the flags' are merged (flags win),
+/// then defaults fill the gaps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgramSettings {
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub working_directory: Option<PathBuf>,
+    pub ready: Option<ReadyKind>,
+    pub ready_command: Option<Vec<String>>,
+    pub ready_delay: Option<Duration>,
+    pub ready_interval: Option<Duration>,
+    pub ready_timeout: Option<Duration>,
+    pub min_ready_time: Option<Duration>,
+    #[serde(with = "signal_name::option")]
+    pub stop_signal: Option<Signal>,
+    pub drain_timeout: Option<Duration>,
+    pub respawn_backoff: Option<Duration>,
+    pub respawn_backoff_max: Option<Duration>,
+    pub workers: Option<usize>,
+    pub strategy: Option<StrategyKind>,
+    pub batch: Option<usize>,
+}
+
+/// The `ready` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum ReadyKind {
+    Notify,
+    Exec,
+    Delay,
+}
+
+/// What keeps the program from being started, and the key it is about.
+pub(super) fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, String)> {
+    if let Some(dir) = &p.working_directory {
+        if !dir.is_dir() {
+            return Err((
+                "working_directory",
+                format!("working_directory {} is not a directory", dir.display()),
+            ));
+        }
+    }
+    // The config's PATH first: resolve_program takes the first one, and
+    // the config's is the one the child gets.
+    let env: Vec<_> = p
+        .env
+        .iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .chain(std::env::vars_os())
+        .collect();
+    crate::program_path::resolve_program(&p.command[0], &env)
+        .map_err(|e| ("command", format!("program: {e}")))?;
+    // What execve will be given, as it counts it: the command, the
+    // inherited environment less what the config replaces, the config's,
+    // and room for the protocol's few variables.
+    const PROTOCOL_ROOM: usize = 4096;
+    let pointer = std::mem::size_of::<*const u8>();
+    let inherited: usize = std::env::vars_os()
+        .filter(|(k, _)| k.to_str().is_none_or(|k| !p.env.contains_key(k)))
+        .map(|(k, v)| k.len() + v.len() + 2 + pointer)
+        .sum();
+    let total = p
+        .command
+        .iter()
+        .map(|a| a.len() + 1 + pointer)
+        .sum::<usize>()
+        + inherited
+        + p.env
+            .iter()
+            .map(|(k, v)| env_entry_cost(k, v))
+            .sum::<usize>()
+        + PROTOCOL_ROOM;
+    let limit = crate::sys::exec_args_limit();
+    if total > limit {
+        return Err(("command", format!(
+            "program: its command line and environment would take about {total} bytes (of which {inherited} inherited from handoff's own environment); execve accepts {limit} here (a quarter of the stack limit, `ulimit -s`)"
+        )));
+    }
+    Ok(())
+}
