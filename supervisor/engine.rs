@@ -81,6 +81,9 @@ pub struct Supervisor {
     /// How often this supervisor was upgraded in place.
     pub upgrades: u32,
     pub started: Instant,
+    /// Reloads whose file is being read: the service manager is not told
+    /// READY=1 until they are through.
+    reading: u32,
 }
 
 /// What a supervisor is built from, at boot and after an upgrade alike.
@@ -111,6 +114,7 @@ impl Supervisor {
             binary: parts.binary,
             upgrades: parts.upgrades,
             started: parts.started,
+            reading: 0,
         })
     }
 
@@ -217,8 +221,8 @@ impl Supervisor {
     /// Tells the service manager where things stand (after every event).
     pub fn report_to_manager(&mut self) {
         if let Some(report) = self.core.manager_report() {
-            self.manager
-                .update(report.status, report.serving, report.settled);
+            let settled = report.settled && self.reading == 0;
+            self.manager.update(report.status, report.serving, settled);
         }
     }
 }

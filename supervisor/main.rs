@@ -113,6 +113,10 @@ fn resume(check: bool, state: &Path) -> Exit {
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // The runtime's blocking threads (a reload reads its file on one)
+        // never take the supervisor's signals: an upgrade holds them
+        // pending on the loop's thread, across its exec.
+        .on_thread_start(handoff::sys::block_signals)
         .build()
     {
         Ok(r) => Some(r),

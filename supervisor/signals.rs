@@ -60,3 +60,25 @@ impl Signals {
         got
     }
 }
+
+impl std::fmt::Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Received::Hangup => f.write_str("SIGHUP"),
+            Received::Stop(signal) => write!(f, "{signal}"),
+            Received::Upgrade => f.write_str("SIGUSR2"),
+        }
+    }
+}
+
+impl Received {
+    /// The signal itself.
+    pub fn signal(&self) -> nix::sys::signal::Signal {
+        use nix::sys::signal::Signal;
+        match self {
+            Received::Hangup => Signal::SIGHUP,
+            Received::Stop(signal) => *signal,
+            Received::Upgrade => Signal::SIGUSR2,
+        }
+    }
+}

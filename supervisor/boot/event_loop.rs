@@ -6,7 +6,7 @@ use crate::control::Stop;
 use crate::core::shutting_down;
 use crate::engine::{Event, Inbox, Supervisor};
 use crate::protocol::Response;
-use crate::signals::Signals;
+use crate::signals::{Received, Signals};
 use crate::systemd;
 use crate::upgrade::hand_over;
 
@@ -14,17 +14,34 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
     // Pinged from the loop itself: a stuck loop stops the pings, and
     // systemd restarts the service.
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    // Signals that came while an upgrade's check ran: they are for
+    // whichever supervisor is in charge once it is decided (the new one
+    // gets them pending across the exec).
+    let mut deferred: Vec<Received> = Vec::new();
     while !sup.is_finished() {
         tokio::select! {
             Some(event) = inbox.events.recv() => match event {
-                Event::UpgradeChecked(verdict) => match verdict {
-                    Ok(said) => hand_over::hand_over(&mut sup, &mut signals, &mut inbox, &said).await,
-                    Err(message) => sup.core.abandon_upgrade(
-                        &mut sup.fx,
-                        crate::protocol::ErrorKind::UpgradeFailed,
-                        message,
-                    ),
-                },
+                Event::UpgradeChecked(verdict) => {
+                    let signals_then = std::mem::take(&mut deferred);
+                    match verdict {
+                        Ok(said) => {
+                            hand_over::hand_over(&mut sup, &mut signals, &mut inbox, &said, &signals_then)
+                                .await
+                        }
+                        Err(message) => {
+                            sup.core.abandon_upgrade(
+                                &mut sup.fx,
+                                crate::protocol::ErrorKind::UpgradeFailed,
+                                message,
+                            );
+                            for signal in signals_then {
+                                if sup.on_signal(signal) {
+                                    hand_over::begin(&mut sup, None);
+                                }
+                            }
+                        }
+                    }
+                }
                 event => sup.handle(event),
             },
             Some(call) = inbox.calls.recv() => {
@@ -33,7 +50,10 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
                 }
             }
             signal = signals.recv() => {
-                if sup.on_signal(signal) {
+                if sup.core.is_upgrading() {
+                    tracing::info!("{signal}: held until the upgrade's check is done");
+                    deferred.push(signal);
+                } else if sup.on_signal(signal) {
                     hand_over::begin(&mut sup, None);
                 }
             }

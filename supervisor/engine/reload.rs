@@ -25,6 +25,7 @@ impl Supervisor {
         };
         let overrides = self.source.overrides.clone();
         let events = self.fx.events();
+        self.reading += 1;
         tokio::task::spawn_blocking(move || {
             let config = config::load_checked(Some(&file), overrides);
             let _ = events.send(Event::Reloaded { asked, config });
@@ -39,6 +40,7 @@ impl Supervisor {
         asked: Asked<RestartWaiter>,
         config: Result<Config, ConfigErrors>,
     ) {
+        self.reading -= 1;
         if let Some(refusal) = self.core.refuses_reload() {
             return answer(asked, refusal);
         }

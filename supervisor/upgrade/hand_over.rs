@@ -13,6 +13,7 @@ use crate::core::{error, Asker};
 use crate::engine::{Event, Inbox, Supervisor};
 use crate::protocol::{ErrorKind, Request, Response};
 use crate::signals::{Received, Signals};
+use crate::upgrade_check::run::CheckError;
 
 /// How long the new binary's check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +89,7 @@ fn start_check(sup: &mut Supervisor) -> Result<(), UpgradeError> {
         let verdict = crate::upgrade_check::run::run_check(&binary, &args, fds, timeout)
             .await
             .map(|out| out.stdout.text())
-            .map_err(|e| e.to_string());
+            .map_err(|e| refusal(&e));
         let _ = events.send(Event::UpgradeChecked(verdict));
     });
     Ok(())
@@ -96,12 +97,26 @@ fn start_check(sup: &mut Supervisor) -> Result<(), UpgradeError> {
 
 /// The check passed: hands over and execs. Returns only if the upgrade did
 /// not happen (the core has been told why).
-pub async fn hand_over(sup: &mut Supervisor, signals: &mut Signals, inbox: &mut Inbox, said: &str) {
+///
+/// `deferred` are the signals that came while the check ran: they go to the
+/// new supervisor, pending across the exec (or, if the upgrade does not
+/// happen, to this one).
+pub async fn hand_over(
+    sup: &mut Supervisor,
+    signals: &mut Signals,
+    inbox: &mut Inbox,
+    said: &str,
+    deferred: &[Received],
+) {
     if !sup.core.is_upgrading() {
-        return; // called off while the check ran
+        // Called off while the check ran.
+        for signal in deferred {
+            sup.on_signal(*signal);
+        }
+        return;
     }
     tracing::info!("upgrade: {}", said.trim());
-    let (control, e) = match exec(sup, signals, inbox).await {
+    let (control, e) = match exec(sup, signals, inbox, deferred).await {
         Ok(never) => match never {},
         Err(failed) => failed,
     };
@@ -121,10 +136,21 @@ async fn exec(
     sup: &mut Supervisor,
     signals: &mut Signals,
     inbox: &mut Inbox,
+    deferred: &[Received],
 ) -> Result<std::convert::Infallible, (Option<crate::control::ControlServer>, UpgradeError)> {
     // From here on a signal stays pending in the kernel: across the exec,
     // to the new supervisor's handlers.
     crate::sys::block_signals();
+    // Those held while the check ran are made pending again, on this
+    // thread: a thread's pending signals survive its exec.
+    for signal in deferred {
+        if *signal == Received::Upgrade {
+            continue; // the upgrade it asks for is this one
+        }
+        if let Err(e) = nix::sys::pthread::pthread_kill(nix::sys::pthread::pthread_self(), signal.signal()) {
+            tracing::warn!("upgrade: cannot hold {signal} for the new supervisor: {e}");
+        }
+    }
     // What already happened must be handled first: a READY=1 or an exit
     // the state has to include, a signal that must not be lost. Yielding
     // lets the runtime's driver and the workers' watchers run once.
@@ -138,7 +164,7 @@ async fn exec(
         .collect();
     if !arrived.is_empty() {
         crate::sys::unblock_signals();
-        let names: Vec<String> = arrived.iter().map(signal_name).collect();
+        let names: Vec<String> = arrived.iter().map(|s| s.to_string()).collect();
         for signal in arrived {
             sup.on_signal(signal);
         }
@@ -202,10 +228,39 @@ fn drain_events(sup: &mut Supervisor, inbox: &mut Inbox) {
     }
 }
 
-fn signal_name(signal: &Received) -> String {
-    match signal {
-        Received::Hangup => "SIGHUP".into(),
-        Received::Stop(s) => s.to_string(),
-        Received::Upgrade => "SIGUSR2".into(),
+/// What the asker is told when the check did not pass.
+fn refusal(e: &CheckError) -> String {
+    let colon = |text: String| {
+        if text.is_empty() {
+            text
+        } else {
+            format!(": {text}")
+        }
+    };
+    match e {
+        CheckError::Start { binary, source } => {
+            format!("cannot run the new binary {}: {source}", binary.display())
+        }
+        CheckError::Failed {
+            binary,
+            exit,
+            stderr,
+            ..
+        } => format!(
+            "the new binary {} refused the current state ({exit}){}",
+            binary.display(),
+            colon(stderr.clone())
+        ),
+        CheckError::TimedOut {
+            binary,
+            timeout,
+            said,
+        } => format!(
+            "the new binary {} did not finish its check within {}{}",
+            binary.display(),
+            crate::ms(*timeout),
+            colon(said.what())
+        ),
+        CheckError::HandFd { .. } | CheckError::Wait { .. } => e.to_string(),
     }
 }
