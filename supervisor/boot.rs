@@ -43,7 +43,11 @@ pub enum RunError {
 
 /// Binds the sockets, starts the first generation and supervises until a
 /// graceful stop. `overrides` are the flags, kept for reloads.
-pub async fn run(config: Config, overrides: Overrides, control_path: &Path) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    overrides: Overrides,
+    control_path: &Path,
+) -> Result<(), RunError> {
     let signals = Signals::install().map_err(RunError::Signals)?;
     // Whoever started us may have blocked some of these (a parent that
     // blocked SIGTERM and forgot to unblock it before exec): they would stay
@@ -81,8 +85,8 @@ pub async fn run(config: Config, overrides: Overrides, control_path: &Path) -> R
         upgrades: 0,
         started: Instant::now(),
     };
-    let mut sup = Supervisor::assemble(parts, &inbox)
-        .map_err(|e| RunError::Resume(e.to_string()))?;
+    let mut sup =
+        Supervisor::assemble(parts, &inbox).map_err(|e| RunError::Resume(e.to_string()))?;
     sup.core.start(&mut sup.fx).map_err(RunError::Start)?;
     event_loop::serve(sup, signals, inbox).await;
     Ok(())
@@ -90,7 +94,10 @@ pub async fn run(config: Config, overrides: Overrides, control_path: &Path) -> R
 
 /// The config's sockets: adopted where a service manager passed them in
 /// LISTEN_FDS, bound otherwise.
-fn bind_sockets(config: &Config, manager: &ServiceManager) -> Result<Vec<Arc<BoundSocket>>, RunError> {
+fn bind_sockets(
+    config: &Config,
+    manager: &ServiceManager,
+) -> Result<Vec<Arc<BoundSocket>>, RunError> {
     // First everything passed in is matched, so that a passed socket the
     // config does not name is reported as such, not as a bind failure.
     let mut inherited = Inherited::from_env().map_err(RunError::Adopt)?;
@@ -148,7 +155,12 @@ pub async fn resume(path: &Path) -> Result<(), RunError> {
         .map(|fd| std::os::unix::net::UnixStream::from(upgrade::take_over::take_fd(fd)));
     let from_version = state.from_version.clone();
     let runtime_dir = state.runtime_dir.clone();
-    let control_file = state.control.socket.created_file.as_ref().map(|f| f.path.clone());
+    let control_file = state
+        .control
+        .socket
+        .created_file
+        .as_ref()
+        .map(|f| f.path.clone());
     let taken = upgrade::take_over::take_over(state)
         .map_err(|e| RunError::Resume(e.to_string()))
         .and_then(|taken| {

@@ -425,7 +425,10 @@ mod tests {
     /// A fake event loop that answers every call with a fixed status.
     async fn serve_for_test(
         path: &Path,
-    ) -> (watch::Sender<Stop>, tokio::task::JoinHandle<Option<ControlServer>>) {
+    ) -> (
+        watch::Sender<Stop>,
+        tokio::task::JoinHandle<Option<ControlServer>>,
+    ) {
         let server = ControlServer::bind(path).unwrap();
         let (calls_tx, mut calls_rx) = mpsc::unbounded_channel::<ControlCall>();
         let (stop_tx, stop_rx) = watch::channel(Stop::No);

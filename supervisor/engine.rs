@@ -45,7 +45,7 @@ pub enum Event {
     /// A reload's configuration has been read (off the loop's thread).
     Reloaded {
         asked: Asked<RestartWaiter>,
-        config: Result<crate::config::Config, crate::config::ConfigErrors>,
+        config: Box<Result<crate::config::Config, crate::config::ConfigErrors>>,
     },
     /// The new binary's check of an upgrade's state has finished.
     UpgradeChecked(Result<String, String>),
@@ -135,7 +135,7 @@ impl Supervisor {
             }
             Event::Timer(timer) => self.core.on_timer(fx, timer),
             Event::CheckGroups => fx.check_groups(),
-            Event::Reloaded { asked, config } => self.reloaded(asked, config),
+            Event::Reloaded { asked, config } => self.reloaded(asked, *config),
             // The loop handles it: it holds what an exec needs.
             Event::UpgradeChecked(_) => {}
         }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use handoff::cli::{default_control_path, Cli, Command, RunArgs};
+use handoff::client;
 use handoff::config::{self, Config};
 use handoff::exit::Exit;
 use handoff::logging::{self, Output};
-use handoff::client;
 
 fn main() -> ExitCode {
     // Before anything opens an fd of its own.

@@ -93,9 +93,6 @@ impl std::os::fd::AsRawFd for NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        if crate::sockets::files_kept() {
-            return;
-        }
         let _ = std::fs::remove_file(&self.path);
     }
 }

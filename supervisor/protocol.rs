@@ -104,12 +104,14 @@ pub struct RestartReport {
     pub generation: u64,
     /// From the restart's start to the last new worker being ready.
     pub ready_ms: u64,
-    /// From the restart's start to the last old workers being told to drain.
+    /// From the restart's start to the last old workers being told to
+    /// drain: `ready_ms` and the last batch's `min_ready_time`.
     pub total_ms: u64,
     /// How many workers were replaced.
     pub workers: usize,
     /// Of `ready_ms`, the time the new workers themselves took to become
-    /// ready (per batch, the slowest one's); the rest is the supervisor's.
+    /// ready (per batch, the slowest one's, and the `min_ready_time` of
+    /// the batches before the last); the rest is the supervisor's.
     pub child_ready_ms: u64,
     /// With `drained`: from the restart's start to the last old worker's
     /// exit.

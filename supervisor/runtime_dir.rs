@@ -78,9 +78,6 @@ impl RuntimeDir {
 
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
-        if crate::sockets::files_kept() {
-            return;
-        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

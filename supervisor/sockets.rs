@@ -14,9 +14,8 @@ mod addr;
 mod unix_file;
 
 pub use addr::{check_unix_path, validate_name, AddrError, ListenAddr, SocketSpec};
-pub(crate) use unix_file::files_kept;
 use unix_file::remove_stale_unix_socket;
-pub use unix_file::{keep_files, CreatedFile};
+pub use unix_file::CreatedFile;
 
 use std::io;
 use std::net::SocketAddr;

@@ -66,10 +66,10 @@ pub struct Rollout {
     pub original_slots: usize,
     /// Of the time so far, how much the children themselves took to become
     /// ready (per batch, the slowest one's own start-to-ready time, plus
-    /// the `min_ready_time` it had to stay up for).
+    /// the `min_ready_time` each batch but the last had to stay up for).
     pub child_time: Duration,
-    /// When the last batch was all ready and had stayed up
-    /// `min_ready_time` (when it was committed).
+    /// When the latest batch was all ready (its READY=1s; its
+    /// `min_ready_time` comes after).
     pub ready_at: Option<Instant>,
     /// The old workers this rollout told to drain.
     pub drained: Vec<WorkerId>,

@@ -159,6 +159,7 @@ impl Core {
         let now = fx.now();
         let token = self.ids.token();
         let rollout = self.rollout_mut();
+        rollout.ready_at = Some(now);
         if hold.is_zero() || !replaces {
             return self.commit_batch(fx);
         }
@@ -199,11 +200,14 @@ impl Core {
         }
         rollout.replaced += batch.len();
         // The children's own time: their start-up, and the min_ready_time
-        // they had to stay up for (the supervisor only waited).
-        rollout.child_time += slowest + held;
-        // Ready once it stayed up: child_time, part of ready_ms, counts
-        // min_ready_time, so ready_ms must too (README, "child_ready_ms").
-        rollout.ready_at = Some(now);
+        // they had to stay up for before the next batch could start (the
+        // supervisor only waited). The last batch's hold comes after
+        // `ready_ms`: it is the difference between `ready_ms` and
+        // `total_ms`, when the old workers are told to drain.
+        rollout.child_time += slowest;
+        if !rollout.todo.is_empty() {
+            rollout.child_time += held;
+        }
         let took = now.duration_since(rollout.batch_started);
         let number = rollout.generation.number;
         let done = rollout.todo.is_empty();

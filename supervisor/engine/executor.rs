@@ -32,7 +32,11 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(runtime_dir: RuntimeDir, events: UnboundedSender<Event>, leftovers: Leftovers) -> Self {
+    pub fn new(
+        runtime_dir: RuntimeDir,
+        events: UnboundedSender<Event>,
+        leftovers: Leftovers,
+    ) -> Self {
         let mut executor = Executor {
             runtime_dir,
             events,
@@ -125,7 +129,8 @@ impl Effects for Executor {
         generation: &Arc<Generation>,
         slot: usize,
     ) -> Result<u32, LaunchError> {
-        let (pid, watchers) = watch::launch(id, generation, slot, &self.runtime_dir.0, &self.events)?;
+        let (pid, watchers) =
+            watch::launch(id, generation, slot, &self.runtime_dir.0, &self.events)?;
         self.watchers.insert(id, watchers);
         Ok(pid)
     }

@@ -27,7 +27,7 @@ impl Supervisor {
         let events = self.fx.events();
         self.reading += 1;
         tokio::task::spawn_blocking(move || {
-            let config = config::load_checked(Some(&file), overrides);
+            let config = Box::new(config::load_checked(Some(&file), overrides));
             let _ = events.send(Event::Reloaded { asked, config });
         });
     }

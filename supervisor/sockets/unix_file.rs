@@ -5,24 +5,8 @@
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use socket2::{Domain, SockAddr, Socket, Type};
-
-/// Set in an upgrade's check process: it holds copies of the running
-/// supervisor's sockets, and must never remove their files, whatever fails.
-static FILES_BELONG_TO_ANOTHER_PROCESS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// From now on, dropping a socket of this process removes no file.
-pub fn keep_files() {
-    FILES_BELONG_TO_ANOTHER_PROCESS.store(true, Ordering::Relaxed);
-}
-
-/// Whether [`keep_files`] was called in this process.
-pub(crate) fn files_kept() -> bool {
-    FILES_BELONG_TO_ANOTHER_PROCESS.load(Ordering::Relaxed)
-}
 
 /// A unix socket file this supervisor created, known by its inode, so that
 /// a file someone else put at the same path later is never removed.
@@ -46,9 +30,6 @@ impl CreatedFile {
 
     /// Removes the file if it is still ours. Best effort: it may be gone.
     pub(super) fn remove(&self) {
-        if FILES_BELONG_TO_ANOTHER_PROCESS.load(Ordering::Relaxed) {
-            return;
-        }
         use std::os::unix::fs::MetadataExt;
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {

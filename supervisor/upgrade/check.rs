@@ -49,11 +49,9 @@ pub fn check(path: &Path) -> Result<String, CheckError> {
         return Err(CheckError::SharedFd(w[0]));
     }
     for socket in &state.sockets {
-        check_fd(socket.fd, &expect(&socket.spec.listen)).map_err(|source| {
-            CheckError::Socket {
-                name: socket.spec.name.clone(),
-                source,
-            }
+        check_fd(socket.fd, &expect(&socket.spec.listen)).map_err(|source| CheckError::Socket {
+            name: socket.spec.name.clone(),
+            source,
         })?;
     }
     check_fd(state.control.socket.fd, &Expect::UnixListener).map_err(|source| CheckError::Fd {
@@ -103,11 +101,19 @@ fn expect(listen: &ListenAddr) -> Expect {
     use crate::upgrade_check::fds::{Domain, Kind};
     match listen {
         ListenAddr::Tcp(addr) => Expect::Listener {
-            domain: if addr.is_ipv4() { Domain::Inet } else { Domain::Inet6 },
+            domain: if addr.is_ipv4() {
+                Domain::Inet
+            } else {
+                Domain::Inet6
+            },
             kind: Kind::Stream,
         },
         ListenAddr::Udp(addr) => Expect::Listener {
-            domain: if addr.is_ipv4() { Domain::Inet } else { Domain::Inet6 },
+            domain: if addr.is_ipv4() {
+                Domain::Inet
+            } else {
+                Domain::Inet6
+            },
             kind: Kind::Datagram,
         },
         ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_) => Expect::UnixListener,

@@ -116,10 +116,7 @@ pub async fn hand_over(
         return;
     }
     tracing::info!("upgrade: {}", said.trim());
-    let (control, e) = match exec(sup, signals, inbox, deferred).await {
-        Ok(never) => match never {},
-        Err(failed) => failed,
-    };
+    let (control, e) = exec(sup, signals, inbox, deferred).await;
     crate::sys::unblock_signals();
     if let Some(control) = control {
         inbox.serve_control(control);
@@ -131,13 +128,14 @@ pub async fn hand_over(
 }
 
 /// Blocks signals, lets the control server finish, writes the state and
-/// execs. On failure, the control server (if it was stopped) comes back.
+/// execs. Returns only if the upgrade did not happen: why, and the control
+/// server if it was stopped (to serve again).
 async fn exec(
     sup: &mut Supervisor,
     signals: &mut Signals,
     inbox: &mut Inbox,
     deferred: &[Received],
-) -> Result<std::convert::Infallible, (Option<crate::control::ControlServer>, UpgradeError)> {
+) -> (Option<crate::control::ControlServer>, UpgradeError) {
     // From here on a signal stays pending in the kernel: across the exec,
     // to the new supervisor's handlers.
     crate::sys::block_signals();
@@ -147,7 +145,9 @@ async fn exec(
         if *signal == Received::Upgrade {
             continue; // the upgrade it asks for is this one
         }
-        if let Err(e) = nix::sys::pthread::pthread_kill(nix::sys::pthread::pthread_self(), signal.signal()) {
+        if let Err(e) =
+            nix::sys::pthread::pthread_kill(nix::sys::pthread::pthread_self(), signal.signal())
+        {
             tracing::warn!("upgrade: cannot hold {signal} for the new supervisor: {e}");
         }
     }
@@ -168,10 +168,10 @@ async fn exec(
         for signal in arrived {
             sup.on_signal(signal);
         }
-        return Err((None, UpgradeError::Signals(names.join(", "))));
+        return (None, UpgradeError::Signals(names.join(", ")));
     }
     if !sup.core.is_upgrading() {
-        return Err((None, UpgradeError::Control));
+        return (None, UpgradeError::Control);
     }
     // Calls on their way are answered (status as ever, the rest `busy`):
     // the connections are cut at the exec. New connections wait in the
@@ -189,17 +189,16 @@ async fn exec(
         })
         .await;
     let Some(control) = control else {
-        return Err((None, UpgradeError::Control));
+        return (None, UpgradeError::Control);
     };
     drain_events(sup, inbox);
-    let fail = |control, e| Err((Some(control), e));
     if !sup.core.is_upgrading() {
-        return fail(control, UpgradeError::Control);
+        return (Some(control), UpgradeError::Control);
     }
     let state = State::of(sup, sup.core.upgrade_stream());
     let path = state_path(sup);
     if let Err(e) = state.write(&path) {
-        return fail(control, e.into());
+        return (Some(control), e.into());
     }
     let fds = state.fds();
     tracing::info!(
@@ -211,9 +210,10 @@ async fn exec(
     sup.manager.watchdog();
     // The log's writer thread does not survive the exec.
     crate::logging::flush();
-    let source = crate::sys::exec_keeping(&sup.binary, &["__resume".as_ref(), path.as_os_str()], &fds);
-    fail(
-        control,
+    let source =
+        crate::sys::exec_keeping(&sup.binary, &["__resume".as_ref(), path.as_os_str()], &fds);
+    (
+        Some(control),
         UpgradeError::Exec {
             binary: sup.binary.clone(),
             source,

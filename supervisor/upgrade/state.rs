@@ -80,7 +80,8 @@ impl State {
     pub fn of(sup: &Supervisor, reply_fd: Option<RawFd>) -> State {
         let now = Instant::now();
         let mut sockets: Vec<Arc<BoundSocket>> = Vec::new();
-        let mut index = |s: &Arc<BoundSocket>| match sockets.iter().position(|k| Arc::ptr_eq(k, s)) {
+        let mut index = |s: &Arc<BoundSocket>| match sockets.iter().position(|k| Arc::ptr_eq(k, s))
+        {
             Some(i) => i,
             None => {
                 sockets.push(s.clone());
@@ -127,7 +128,8 @@ impl State {
     /// the file is created anew, mode 0600, never through a symlink planted
     /// there.
     pub fn write(&self, path: &Path) -> Result<(), StateError> {
-        let json = serde_json::to_vec(self).expect("the state serializes: it has no map with non-string keys");
+        let json = serde_json::to_vec(self)
+            .expect("the state serializes: it has no map with non-string keys");
         crate::runtime_dir::create_private_file(path)
             .and_then(|mut file| std::io::Write::write_all(&mut file, &json))
             .map_err(|source| StateError::Write {

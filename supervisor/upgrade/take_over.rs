@@ -36,7 +36,10 @@ pub fn take_fd(fd: RawFd) -> OwnedFd {
 
 pub fn take_over(state: State) -> Result<TakenOver, std::io::Error> {
     let now = Instant::now();
-    let control = ControlServer::restore(state.control.socket.clone(), take_fd(state.control.socket.fd))?;
+    let control = ControlServer::restore(
+        state.control.socket.clone(),
+        take_fd(state.control.socket.fd),
+    )?;
     let sockets: Vec<Arc<BoundSocket>> = state
         .sockets
         .into_iter()

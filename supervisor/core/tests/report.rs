@@ -1,6 +1,9 @@
-//! The restart report's numbers, on the fake clock: `ready_ms` and
-//! `total_ms` from the restart's start, and of `ready_ms` the part that
-//! was the children's own (`child_ready_ms`), `min_ready_time` included.
+//! The restart report's numbers, on the fake clock: `ready_ms` (to the
+//! last batch's READY=1) and `total_ms` (to the old workers' stop signal,
+//! after the last batch's `min_ready_time`) from the restart's start, and
+//! of `ready_ms` the part that was the children's own (`child_ready_ms`:
+//! their start-up, and the `min_ready_time` of the batches before the
+//! last).
 
 use super::fake::*;
 use crate::core::Timer;
@@ -28,9 +31,9 @@ fn min_ready_time_holds_the_commit_and_counts_as_the_childrens_time() {
     );
     assert!(reply.pending(), "the old workers still serve");
     h.fire(settled);
-    // The batch was ready (and proven) 400 ms in: 150 ms to READY=1 and
-    // the 250 ms it had to stay up, both the children's own time.
-    let answer = restarted(2, 2, 400, 400, 400);
+    // Ready 150 ms in, all of it the children's; the old workers were
+    // told to drain 400 ms in, once the batch had stayed up 250 ms.
+    let answer = restarted(2, 2, 150, 400, 150);
     let mut expected = Vec::new();
     expected.extend(drain(1));
     expected.extend(drain(2));
@@ -72,8 +75,10 @@ fn each_rolling_batch_waits_out_min_ready_time() {
         vec![Effect::Ready(4), Effect::Timer(ms(250), second.clone())]
     );
     h.fire(second);
-    // 40 + 250 + 60 + 250 ms, all of it the children's.
-    let answer = restarted(2, 2, 600, 600, 600);
+    // Ready after 40 + 250 + 60 ms, all of it the children's (the first
+    // batch's hold included: the second could not start before); drained
+    // after the second batch's 250 ms too.
+    let answer = restarted(2, 2, 350, 600, 350);
     let mut expected = drain(2).to_vec();
     expected.push(Effect::Answer(answer.clone()));
     assert_eq!(h.take(), expected);
