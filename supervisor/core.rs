@@ -28,7 +28,7 @@ pub mod worker;
 pub mod workers;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 

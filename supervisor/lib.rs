@@ -45,7 +45,7 @@
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).
-//! - `upgrade` (with `upgrade_check`): replacing the supervisor with a new
+//! - `upgrade`: replacing the supervisor with a new
 //!   binary in place: the state as data, the new binary's check of it,
 //!   the hand-over and exec, the take-over.
 //! - `boot`: starting a supervisor, fresh or after an upgrade, and the event
@@ -73,7 +73,6 @@ pub mod sys;
 pub mod systemd;
 pub mod template;
 pub mod upgrade;
-pub mod upgrade_check;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;

@@ -26,7 +26,9 @@
 //! or the exec does, the old supervisor carries on and says why.
 
 pub mod check;
+pub mod fds;
 pub mod hand_over;
+pub mod run_check;
 pub mod state;
 pub mod take_over;
 

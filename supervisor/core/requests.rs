@@ -201,8 +201,9 @@ impl Core {
     }
 
     /// An upgrade is asked for. Returns true if it may go ahead (the phase
-    /// is now `Upgrading`): then the caller runs the new binary's check
-    /// and reports with [`Core::upgrade_checked`].
+    /// is now `Upgrading`): then the caller runs the new binary's check,
+    /// and hands over if [`Core::is_upgrading`] still holds when it passed,
+    /// or reports a failure with [`Core::abandon_upgrade`].
     pub fn begin_upgrade(&mut self, fx: &mut dyn Effects, asker: Option<Asker>) -> bool {
         let refusal = match &self.phase {
             Phase::Stopping { .. } => Some((

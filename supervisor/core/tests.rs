@@ -3,7 +3,7 @@
 //! real clock, and asserts the exact effects it asked for, in order, and
 //! the answers its askers read.
 
-mod fake;
+pub(crate) mod fake;
 
 mod boot;
 mod report;

@@ -196,3 +196,55 @@ async fn probe(
         tokio::time::sleep(interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::core::tests::fake::spec;
+
+    /// An upgrade hands on each worker's notify fd by number: the number
+    /// must stay this socket's for as long as the worker is watched, even
+    /// when the task reading it has ended (it once owned the socket, and
+    /// its end closed the fd, whose number a later socket could reuse).
+    #[tokio::test]
+    async fn a_notify_fd_stays_open_after_its_reader_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let notify = NotifySocket::bind(path.clone()).unwrap();
+        let fd = notify.as_raw_fd();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let generation = Arc::new(Generation {
+            number: 1,
+            spec: Arc::new(spec(1)),
+            sockets: Arc::from(Vec::new()),
+        });
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let watched = Watched {
+            id: 1,
+            pid: child.id(),
+            slot: 0,
+            generation: &generation,
+            starting: false,
+            started: Instant::now(),
+        };
+        let watchers = watch(&watched, notify, &events);
+        watchers.notify_task.abort();
+        while !watchers.notify_task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        // SAFETY: fcntl(2) F_GETFD on a number only reads its flags.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+        assert!(open, "fd {fd} was closed with its reader");
+        assert_eq!(watchers.notify().as_raw_fd(), fd);
+        assert!(path.exists(), "the socket file stays while watched");
+        drop(watchers);
+        assert!(!path.exists(), "and goes with the watchers");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -8,9 +8,8 @@
 use std::os::fd::RawFd;
 use std::path::Path;
 
+use super::fds::{check_fd, Expect};
 use super::State;
-use crate::sockets::ListenAddr;
-use crate::upgrade_check::fds::{check_fd, Expect};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -22,13 +21,13 @@ pub enum CheckError {
     Socket {
         name: String,
         #[source]
-        source: crate::upgrade_check::fds::FdError,
+        source: super::fds::FdError,
     },
     #[error("{what}: {source}")]
     Fd {
         what: &'static str,
         #[source]
-        source: crate::upgrade_check::fds::FdError,
+        source: super::fds::FdError,
     },
     #[error("worker {0} has no notify socket in the state")]
     NoNotify(u64),
@@ -49,9 +48,11 @@ pub fn check(path: &Path) -> Result<String, CheckError> {
         return Err(CheckError::SharedFd(w[0]));
     }
     for socket in &state.sockets {
-        check_fd(socket.fd, &expect(&socket.spec.listen)).map_err(|source| CheckError::Socket {
-            name: socket.spec.name.clone(),
-            source,
+        check_fd(socket.fd, &Expect::listener_for(&socket.spec.listen)).map_err(|source| {
+            CheckError::Socket {
+                name: socket.spec.name.clone(),
+                source,
+            }
         })?;
     }
     check_fd(state.control.socket.fd, &Expect::UnixListener).map_err(|source| CheckError::Fd {
@@ -95,27 +96,4 @@ pub fn check(path: &Path) -> Result<String, CheckError> {
         state.core.generations.len(),
         workers.len()
     ))
-}
-
-fn expect(listen: &ListenAddr) -> Expect {
-    use crate::upgrade_check::fds::{Domain, Kind};
-    match listen {
-        ListenAddr::Tcp(addr) => Expect::Listener {
-            domain: if addr.is_ipv4() {
-                Domain::Inet
-            } else {
-                Domain::Inet6
-            },
-            kind: Kind::Stream,
-        },
-        ListenAddr::Udp(addr) => Expect::Listener {
-            domain: if addr.is_ipv4() {
-                Domain::Inet
-            } else {
-                Domain::Inet6
-            },
-            kind: Kind::Datagram,
-        },
-        ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_) => Expect::UnixListener,
-    }
 }

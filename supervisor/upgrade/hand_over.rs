@@ -7,13 +7,13 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::run_check::{run_check, CheckError};
 use super::State;
 use crate::control::Stop;
 use crate::core::{error, Asker};
 use crate::engine::{Event, Inbox, Supervisor};
 use crate::protocol::{ErrorKind, Request, Response};
 use crate::signals::{Received, Signals};
-use crate::upgrade_check::run::CheckError;
 
 /// How long the new binary's check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,7 +86,7 @@ fn start_check(sup: &mut Supervisor) -> Result<(), UpgradeError> {
         crate::systemd::watchdog_interval().map_or(CHECK_TIMEOUT, |w| w.min(CHECK_TIMEOUT));
     tokio::spawn(async move {
         let args: [&OsStr; 3] = ["__resume".as_ref(), "--check".as_ref(), path.as_os_str()];
-        let verdict = crate::upgrade_check::run::run_check(&binary, &args, fds, timeout)
+        let verdict = run_check(&binary, &args, fds, timeout)
             .await
             .map(|out| out.stdout.text())
             .map_err(|e| refusal(&e));
