@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
-pub use effects::{Effects, LaunchError, Leftover, Timer};
+pub use effects::{Effects, LaunchError, Launched, Leftover, Timer};
 pub use generation::{Generation, Next};
 pub use phase::{Phase, StopCause};
 pub use request::{Asked, Asker, RestartWaiter, Waiter};
@@ -179,16 +179,15 @@ impl Core {
         slot: usize,
     ) -> Result<Worker, LaunchError> {
         let id = self.ids.worker();
-        let pid = fx.launch(id, generation, slot)?;
-        let now = fx.now();
+        let Launched { pid, forked } = fx.launch(id, generation, slot)?;
         let worker = Worker {
             id,
             pid,
             slot,
             generation: generation.clone(),
             state: WorkerState::Starting,
-            started: now,
-            since: now,
+            started: forked,
+            since: forked,
             status: None,
         };
         fx.timer(

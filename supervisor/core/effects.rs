@@ -63,18 +63,27 @@ pub struct Leftover {
     pub deadline: Instant,
 }
 
+/// A started worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launched {
+    pub pid: u32,
+    /// When it was forked: its exec and its start-up are the child's own
+    /// time, whatever supervises it.
+    pub forked: Instant,
+}
+
 pub trait Effects {
     /// The clock every decision uses.
     fn now(&self) -> Instant;
 
     /// Starts worker `id` of `generation` in `slot` and watches it (its
-    /// exit, its notify socket, its readiness probe); returns its pid.
+    /// exit, its notify socket, its readiness probe).
     fn launch(
         &mut self,
         id: WorkerId,
         generation: &Arc<Generation>,
         slot: usize,
-    ) -> Result<u32, LaunchError>;
+    ) -> Result<Launched, LaunchError>;
 
     /// The worker is ready: its readiness probe and deadline end.
     fn ready(&mut self, worker: &Worker);

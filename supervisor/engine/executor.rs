@@ -13,7 +13,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::watch::{self, Watched, Watchers};
 use super::Event;
 use crate::core::{
-    Effects, Generation, LaunchError, Leftover, Timer, Waiter, Worker, WorkerId, WorkerState,
+    Effects, Generation, LaunchError, Launched, Leftover, Timer, Waiter, Worker, WorkerId,
+    WorkerState,
 };
 use crate::groups::{Leftovers, Outcome};
 use crate::notify::NotifySocket;
@@ -128,11 +129,11 @@ impl Effects for Executor {
         id: WorkerId,
         generation: &Arc<Generation>,
         slot: usize,
-    ) -> Result<u32, LaunchError> {
-        let (pid, watchers) =
+    ) -> Result<Launched, LaunchError> {
+        let (launched, watchers) =
             watch::launch(id, generation, slot, &self.runtime_dir.0, &self.events)?;
         self.watchers.insert(id, watchers);
-        Ok(pid)
+        Ok(launched)
     }
 
     fn ready(&mut self, worker: &Worker) {

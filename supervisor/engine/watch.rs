@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 use super::Event;
 use crate::config::Readiness;
 use crate::core::workers::WorkerEvent;
-use crate::core::{Generation, LaunchError, WorkerId};
+use crate::core::{Generation, LaunchError, Launched, WorkerId};
 use crate::notify::NotifySocket;
 use crate::spawn::{self, ChildContext};
 
@@ -72,7 +72,7 @@ pub fn launch(
     slot: usize,
     runtime_dir: &Path,
     events: &UnboundedSender<Event>,
-) -> Result<(u32, Watchers), LaunchError> {
+) -> Result<(Launched, Watchers), LaunchError> {
     let path = runtime_dir.join(format!("notify-{id}.sock"));
     let notify =
         NotifySocket::bind(path.clone()).map_err(|source| LaunchError::Notify { path, source })?;
@@ -94,7 +94,13 @@ pub fn launch(
         starting: true,
         started,
     };
-    Ok((pid, watch(&watched, notify, events)))
+    Ok((
+        Launched {
+            pid,
+            forked: started,
+        },
+        watch(&watched, notify, events),
+    ))
 }
 
 /// Watches a running process: its exit, its notify socket, and (while it

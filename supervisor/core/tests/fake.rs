@@ -17,8 +17,8 @@ use crate::config::{
 };
 use crate::core::workers::WorkerEvent;
 use crate::core::{
-    Asked, Core, CoreSnapshot, Effects, Generation, LaunchError, Leftover, RestartWaiter, Timer,
-    Waiter, Worker, WorkerId,
+    Asked, Core, CoreSnapshot, Effects, Generation, LaunchError, Launched, Leftover, RestartWaiter,
+    Timer, Waiter, Worker, WorkerId,
 };
 use crate::notify::Notice;
 use crate::protocol::{ErrorKind, Response};
@@ -105,7 +105,7 @@ impl Effects for Fx {
         id: WorkerId,
         generation: &Arc<Generation>,
         slot: usize,
-    ) -> Result<u32, LaunchError> {
+    ) -> Result<Launched, LaunchError> {
         let generation = generation.number;
         if self.ok_first > 0 {
             self.ok_first -= 1;
@@ -128,7 +128,10 @@ impl Effects for Fx {
         });
         let pid = self.next_pid;
         self.next_pid += 1;
-        Ok(pid)
+        Ok(Launched {
+            pid,
+            forked: self.now,
+        })
     }
 
     fn ready(&mut self, worker: &Worker) {
