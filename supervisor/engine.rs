@@ -47,7 +47,8 @@ pub enum Event {
         asked: Asked<RestartWaiter>,
         config: Box<Result<crate::config::Config, crate::config::ConfigErrors>>,
     },
-    /// The new binary's check of an upgrade's state has finished.
+    /// The new binary's check of an upgrade's state has finished: what it
+    /// said, or the refusal as the asker is told it (a message only).
     UpgradeChecked(Result<String, String>),
 }
 

@@ -83,11 +83,8 @@ fn check(file: &Path, look_up_program: bool) -> Exit {
 
 /// The new binary's side of an upgrade: check the state, or take over.
 fn resume(check: bool, state: &Path) -> Exit {
-    let Some(runtime) = runtime() else {
-        return Exit::Setup;
-    };
     if check {
-        // Nothing runs on the runtime: the check only reads and looks.
+        // No runtime, no task: the check only reads and looks.
         return match handoff::boot::check(state) {
             Ok(said) => {
                 println!("{said}");
@@ -99,6 +96,9 @@ fn resume(check: bool, state: &Path) -> Exit {
             }
         };
     }
+    let Some(runtime) = runtime() else {
+        return Exit::Setup;
+    };
     match runtime.block_on(handoff::boot::resume(state)) {
         Ok(()) => Exit::Ok,
         Err(e) => {

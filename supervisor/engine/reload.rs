@@ -56,9 +56,9 @@ impl Supervisor {
         };
         let sockets = match self.rebind(&config.sockets, config.program.workers) {
             Ok(sockets) => sockets,
-            Err(message) => {
-                tracing::error!("reload: {message}; nothing changed");
-                return answer(asked, error(ErrorKind::ConfigInvalid, message));
+            Err(e) => {
+                tracing::error!("reload: {e}; nothing changed");
+                return answer(asked, error(ErrorKind::ConfigInvalid, e.to_string()));
             }
         };
         if config.control.is_some() && config.control.as_deref() != Some(&*self.control.path) {
@@ -84,7 +84,7 @@ impl Supervisor {
     /// address) are kept, so not one queued connection is lost on them;
     /// others are bound now. Sockets no longer listed stay open for the
     /// generations that have them and close with the last of those.
-    fn rebind(&self, specs: &[SocketSpec], workers: usize) -> Result<SocketSet, String> {
+    fn rebind(&self, specs: &[SocketSpec], workers: usize) -> Result<SocketSet, RebindError> {
         let held = &self.core.next().sockets;
         let mut sockets = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -93,11 +93,11 @@ impl Supervisor {
                 .find(|s| s.spec.name == spec.name && s.spec.listen == spec.listen);
             match kept {
                 Some(socket) => {
-                    socket.adjust(spec).map_err(|e| e.to_string())?;
+                    socket.adjust(spec)?;
                     sockets.push(socket.clone());
                 }
                 None => {
-                    let socket = BoundSocket::bind(spec).map_err(|e| e.to_string())?;
+                    let socket = BoundSocket::bind(spec)?;
                     super::log_socket(&socket, i, "listening on");
                     sockets.push(Arc::new(socket));
                 }
@@ -118,6 +118,15 @@ impl Supervisor {
         crate::sys::raise_fd_limit(sockets.len(), workers);
         Ok(sockets.into())
     }
+}
+
+/// A socket of the new configuration cannot be had.
+#[derive(Debug, thiserror::Error)]
+enum RebindError {
+    #[error(transparent)]
+    Adjust(#[from] crate::sockets::AdjustError),
+    #[error(transparent)]
+    Bind(#[from] crate::sockets::BindError),
 }
 
 fn answer(asked: Asked<RestartWaiter>, response: Response) {
