@@ -370,14 +370,29 @@ async fn connection(
                     Request::Upgrade {} => Some(write.as_ref().as_fd().try_clone_to_owned()?),
                     _ => None,
                 };
+                let upgrade = stream.is_some();
                 let call = ControlCall {
                     request,
                     reply: tx,
                     stream,
                 };
-                match calls.send(call) {
-                    Ok(()) => rx.await.unwrap_or_else(|_| gone()),
-                    Err(_) => gone(),
+                if calls.send(call).is_err() {
+                    gone()
+                } else if upgrade {
+                    // At the hand-over the new supervisor answers, on a
+                    // copy of this connection: this end has nothing more
+                    // to wait for (and must not hold the hand-over up).
+                    tokio::select! {
+                        reply = rx => reply.unwrap_or_else(|_| gone()),
+                        _ = shutdown.wait_for(|stop| *stop == Stop::HandOver) => {
+                            // Closed without a shutdown(2): that would end
+                            // the connection for the copy too.
+                            write.forget();
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    rx.await.unwrap_or_else(|_| gone())
                 }
             }
         };
