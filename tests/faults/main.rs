@@ -19,6 +19,7 @@ mod harness;
 mod load;
 mod wait;
 
+mod busy_loop;
 mod config_sources;
 mod configs;
 mod control;
