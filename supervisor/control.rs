@@ -338,8 +338,14 @@ async fn connection(
             // go on, even if a request came in at the same moment.
             biased;
             _ = &mut evicted => return Ok(()),
-            // A request already sent is read and answered first.
-            _ = stopped(&mut shutdown), if !waiting => return Ok(()),
+            // A request already sent is read and answered first, also one
+            // that came while this task waited.
+            _ = stopped(&mut shutdown), if !waiting => {
+                if !read.buffer().is_empty() || unread_bytes(read.get_ref().as_ref()) {
+                    continue;
+                }
+                return Ok(());
+            }
             // A client that says nothing gives its place to another.
             _ = tokio::time::sleep(IDLE_TIMEOUT) => return Ok(()),
             n = limited.read_until(b'\n', &mut line) => n?,
