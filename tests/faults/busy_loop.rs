@@ -355,3 +355,24 @@ fn status_is_answered_while_a_reload_reads_its_file() {
     assert!(out.starts_with("generation 2 ready"), "{out}");
     get_from_generation(&http, "/", 2);
 }
+
+/// A SIGHUP while the check runs is held, not acted on by the supervisor
+/// that is about to go (which would call the upgrade off), and reaches the
+/// new one pending across the exec: it restarts once it has taken over.
+#[test]
+fn a_sighup_during_the_check_restarts_after_the_upgrade() {
+    let dir = temp_dir();
+    let installed = installed_copy(dir.path());
+    let mut h = start_installed(&installed, dir.path());
+    let mut check = HeldCheck::install(&installed, dir.path());
+    let upgrading = upgrade_in_background(&h);
+    check.wait_started();
+
+    h.signal(nix::sys::signal::Signal::SIGHUP);
+    h.wait_log("SIGHUP: held until the upgrade's check is done");
+    check.release();
+    assert_upgraded(&mut h, upgrading);
+    h.wait_generation(2);
+    let addr = h.addr("http");
+    get_from_generation(&addr, "/", 2);
+}
