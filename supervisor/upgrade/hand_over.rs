@@ -33,6 +33,9 @@ pub enum UpgradeError {
     Check(String),
     #[error("the control server did not hand its socket back")]
     Control,
+    /// Something handled just before the exec called it off (and said why).
+    #[error("called off")]
+    CalledOff,
     #[error("{0} arrived first")]
     Signals(String),
     #[error("cannot execute {}: {source}", binary.display())]
@@ -171,7 +174,7 @@ async fn exec(
         return (None, UpgradeError::Signals(names.join(", ")));
     }
     if !sup.core.is_upgrading() {
-        return (None, UpgradeError::Control);
+        return (None, UpgradeError::CalledOff);
     }
     // Calls on their way are answered (status as ever, the rest `busy`):
     // the connections are cut at the exec. New connections wait in the
@@ -193,7 +196,7 @@ async fn exec(
     };
     drain_events(sup, inbox);
     if !sup.core.is_upgrading() {
-        return (Some(control), UpgradeError::Control);
+        return (Some(control), UpgradeError::CalledOff);
     }
     let state = State::of(sup, sup.core.upgrade_stream());
     let path = state_path(sup);
