@@ -29,8 +29,6 @@ pub enum UpgradeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Check(String),
     #[error("the control server did not hand its socket back")]
     Control,
     /// Something handled just before the exec called it off (and said why).
