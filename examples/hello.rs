@@ -46,12 +46,17 @@
 //!   the in-flight requests have finished, before exiting
 //! * `--bind <addr>`         bind the address itself instead of taking a
 //!   socket from the supervisor (the naive way, for comparison)
+//! * `--sloppy-drain`        drain the way many real servers do, losing
+//!   requests (see `Drain::Sloppy`); also `HELLO_SLOPPY_DRAIN=1` in the
+//!   environment, for configs (`handoff run --env HELLO_SLOPPY_DRAIN=1`)
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -86,12 +91,56 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// connections 5 s for the same reason.)
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(2);
 
-/// What every connection task shares: the shutdown flag, and a sender whose
-/// clones say "still running" (when all are dropped, draining is done).
+/// With `--sloppy-drain`: how many pending connections one accept takes at
+/// once. asyncio (under uvicorn and other ASGI servers) accepts up to its
+/// backlog, 100, per wake-up, and reads none of them before the batch is
+/// taken.
+const SLOPPY_ACCEPT_BATCH: usize = 100;
+
+/// `--sloppy-drain`: the drain of servers that lose requests on a restart,
+/// reproduced on purpose so the tests can show what handoff can and cannot
+/// save.
+///
+/// The careful drain (the default) loses nothing that reached this process:
+/// it stops accepting the moment the stop signal arrives, leaves what is
+/// still queued to the next generation, and serves every connection it
+/// accepted, giving one that has sent nothing yet DRAIN_IDLE_GRACE to send
+/// its request. The sloppy drain differs in two ways, each taken from real
+/// servers:
+///
+/// * it accepts eagerly, a batch of up to SLOPPY_ACCEPT_BATCH pending
+///   connections at a time, right up to the stop signal, so at any moment it
+///   may hold connections whose request it has not read yet;
+/// * on the stop signal it closes, at once and unanswered, every connection
+///   whose request it has not read yet (hyper's graceful shutdown does this
+///   to a connection it thinks idle, uvicorn to one with no request cycle),
+///   and ends the others after the request in flight.
+///
+/// A client whose request was sent but not read sees its connection reset
+/// (or closed without an answer): lost, though the socket handoff holds
+/// never refused it.
+///
+/// The server closes those connections itself rather than leave it to
+/// hyper's `graceful_shutdown` (which, called at once, loses about as many:
+/// tried): so it knows, and prints, how many it closed unread, and a test
+/// can check that the clients lost exactly those.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+enum Drain {
+    #[default]
+    Careful,
+    Sloppy,
+}
+
+/// What every connection task shares: the shutdown flag, a sender whose
+/// clones say "still running" (when all are dropped, draining is done), and
+/// how draining treats a connection.
 #[derive(Clone)]
 struct Connections {
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+    drain: Drain,
+    /// With the sloppy drain: the connections closed with their request unread.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Connections {
@@ -235,13 +284,40 @@ struct Options {
     /// Bind this address itself instead of taking a socket: the naive way,
     /// which the benchmark compares handoff against.
     bind: Option<String>,
+    drain: Drain,
 }
 
 const USAGE: &str = "usage: hello [--exit-at-start] [--never-ready] \
-                     [--ready-after <millis>] [--drain-delay <millis>] [--bind <addr>]";
+                     [--ready-after <millis>] [--drain-delay <millis>] [--bind <addr>] \
+                     [--sloppy-drain]";
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut options = Options::default();
+/// The environment variable that turns on the sloppy drain, as the flag does.
+const SLOPPY_DRAIN_ENV: &str = "HELLO_SLOPPY_DRAIN";
+
+/// Reads `HELLO_SLOPPY_DRAIN`: `1`/`true`/`yes` turn the sloppy drain on,
+/// unset, empty, `0`/`false`/`no` leave it off; anything else is a mistake
+/// worth stopping for (a typo must not quietly test the careful drain).
+fn drain_from_env(value: Option<std::ffi::OsString>) -> Result<Drain, String> {
+    let Some(value) = value else {
+        return Ok(Drain::Careful);
+    };
+    match value.to_string_lossy().as_ref() {
+        "1" | "true" | "yes" => Ok(Drain::Sloppy),
+        "" | "0" | "false" | "no" => Ok(Drain::Careful),
+        other => Err(format!(
+            "{SLOPPY_DRAIN_ENV}={other:?}: expected 1, true, yes, 0, false or no"
+        )),
+    }
+}
+
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+    sloppy_env: Option<std::ffi::OsString>,
+) -> Result<Options, String> {
+    let mut options = Options {
+        drain: drain_from_env(sloppy_env)?,
+        ..Options::default()
+    };
     let millis = |flag: &str, value: Option<String>| -> Result<Duration, String> {
         let value = value.ok_or_else(|| format!("{flag} needs a value in milliseconds"))?;
         let ms = value
@@ -255,6 +331,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--never-ready" => options.never_ready = true,
             "--ready-after" => options.ready_after = Some(millis(&arg, args.next())?),
             "--drain-delay" => options.drain_delay = millis(&arg, args.next())?,
+            "--sloppy-drain" => options.drain = Drain::Sloppy,
             "--bind" => {
                 options.bind = Some(
                     args.next()
@@ -272,7 +349,7 @@ fn main() -> ExitCode {
     // listener, ...) opens file descriptors of its own.
     let info = StartupInfo::capture();
 
-    let options = match parse_args(std::env::args().skip(1)) {
+    let options = match parse_args(std::env::args().skip(1), std::env::var_os(SLOPPY_DRAIN_ENV)) {
         Ok(options) => options,
         Err(msg) => {
             eprintln!("hello: {msg}\n{USAGE}");
@@ -352,17 +429,22 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
             eprintln!("hello: could not send READY=1: {err}");
         }
     }
+    let sloppy = options.drain == Drain::Sloppy;
     println!(
-        "hello: pid {pid} generation {} serving on {}",
+        "hello: pid {pid} generation {} serving on {}{}",
         info.generation(),
-        listener.local_addr()
+        listener.local_addr(),
+        if sloppy { " (sloppy drain)" } else { "" }
     );
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (alive, mut all_done) = mpsc::channel::<()>(1);
+    let dropped = Arc::new(AtomicU64::new(0));
     let connections = Connections {
         shutdown: shutdown_rx,
         alive,
+        drain: options.drain,
+        dropped: Arc::clone(&dropped),
     };
     let signal = 'serving: loop {
         let accepted = tokio::select! {
@@ -373,8 +455,12 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok(Accepted::Tcp(stream)) => serve_connection(stream, &info, &connections),
-            Ok(Accepted::Unix(stream)) => serve_connection(stream, &info, &connections),
+            Ok(accepted) => {
+                serve_accepted(accepted, &info, &connections);
+                if sloppy {
+                    accept_batch(&listener, &info, &connections).await;
+                }
+            }
             Err(err) => {
                 // For example EMFILE (too many open files): log it, pause,
                 // and try again rather than crash.
@@ -429,6 +515,15 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
         }
     }
 
+    if sloppy {
+        // On stdout, before "drained, exiting": a reader of the log finds
+        // the count before the exit line.
+        println!(
+            "hello: pid {pid} closed {} connections with their request unread (--sloppy-drain)",
+            dropped.load(Ordering::Relaxed)
+        );
+    }
+
     if !options.drain_delay.is_zero() {
         eprintln!(
             "hello: pid {pid} waiting {} ms before exiting (--drain-delay)",
@@ -441,17 +536,42 @@ async fn run(info: Arc<StartupInfo>, options: Options, mut listen_fds: ListenFd)
     ExitCode::SUCCESS
 }
 
+fn serve_accepted(accepted: Accepted, info: &Arc<StartupInfo>, connections: &Connections) {
+    match accepted {
+        Accepted::Tcp(stream) => serve_connection(stream, info, connections),
+        Accepted::Unix(stream) => serve_connection(stream, info, connections),
+    }
+}
+
+/// The sloppy drain's eager accept: after one connection, takes every other
+/// pending one at once, up to SLOPPY_ACCEPT_BATCH, before any of them is
+/// read. Stops at the first "nothing pending" or error (the main loop deals
+/// with errors).
+async fn accept_batch(listener: &Listener, info: &Arc<StartupInfo>, connections: &Connections) {
+    for _ in 1..SLOPPY_ACCEPT_BATCH {
+        match listener.try_accept().await {
+            Some(Ok(accepted)) => serve_accepted(accepted, info, connections),
+            Some(Err(_)) | None => break,
+        }
+    }
+}
+
 /// Serves one connection with HTTP/1.1 (keep-alive on) in its own task,
-/// and drains it on shutdown: every response from then on says
-/// `Connection: close`, so the connection ends after the request in flight
-/// or the next one (see DRAIN_IDLE_GRACE).
+/// and drains it on shutdown. The careful drain: every response from then
+/// on says `Connection: close`, so the connection ends after the request in
+/// flight or the next one (see DRAIN_IDLE_GRACE). The sloppy drain: see
+/// `Drain::Sloppy`.
 fn serve_connection<S>(stream: S, info: &Arc<StartupInfo>, connections: &Connections)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = Arc::clone(info);
     let for_service = connections.clone();
+    // Set once hyper has read a request head and calls the service.
+    let request_read = Arc::new(AtomicBool::new(false));
+    let read_flag = Arc::clone(&request_read);
     let service = service_fn(move |req| {
+        read_flag.store(true, Ordering::Relaxed);
         let connections = for_service.clone();
         let info = Arc::clone(&info);
         async move {
@@ -473,20 +593,35 @@ where
     let Connections {
         mut shutdown,
         alive,
+        drain,
+        dropped,
     } = connections.clone();
     tokio::spawn(async move {
         let mut connection = std::pin::pin!(connection);
         let result = tokio::select! {
             result = connection.as_mut() => result,
-            _ = set(&mut shutdown) => {
-                tokio::select! {
+            _ = set(&mut shutdown) => match drain {
+                Drain::Careful => tokio::select! {
                     result = connection.as_mut() => result,
                     _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => {
                         connection.as_mut().graceful_shutdown();
                         connection.await
                     }
+                },
+                Drain::Sloppy if !request_read.load(Ordering::Relaxed) => {
+                    // Returning drops the connection, which closes the
+                    // socket: with the request still unread in it, the
+                    // kernel answers the client with a reset.
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
                 }
-            }
+                Drain::Sloppy => {
+                    // Ends the request in flight, or closes the connection
+                    // at once if it waits for its next request.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            },
         };
         finish(result, alive);
     });
@@ -625,6 +760,27 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => Self::tcp(listener.into_std()?),
             Listener::Unix(listener) => Self::unix(listener.into_std()?),
+        }
+    }
+
+    /// Accepts a connection if one is pending, without waiting for one.
+    async fn try_accept(&self) -> Option<io::Result<Accepted>> {
+        // One poll: Pending means nothing is queued (tokio then keeps the
+        // waker, which does no harm: the next `accept` replaces it).
+        let polled = std::future::poll_fn(|cx| {
+            Poll::Ready(match self {
+                Listener::Tcp(listener) => listener
+                    .poll_accept(cx)
+                    .map(|r| r.map(|(s, _)| Accepted::Tcp(s))),
+                Listener::Unix(listener) => listener
+                    .poll_accept(cx)
+                    .map(|r| r.map(|(s, _)| Accepted::Unix(s))),
+            })
+        })
+        .await;
+        match polled {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
         }
     }
 

@@ -16,6 +16,7 @@ mod gunicorn;
 mod protocol;
 mod reload;
 mod restart;
+mod sloppy;
 mod supervise;
 mod systemd;
 mod tour;
