@@ -76,5 +76,12 @@
 //!   leaves, unless the sysctl is on.
 
 pub mod group;
+pub mod program;
+pub mod queue;
+
+#[cfg(test)]
+mod tests;
 
 pub use group::Group;
+pub use program::{attach, split, to, AttachError, SplitError};
+pub use queue::{migrate_req, queue_len};
