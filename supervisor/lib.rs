@@ -42,6 +42,10 @@
 //!   each worker, the status report, reload's reading of the file.
 //! - `control` and `protocol`: the control socket and its JSON-lines
 //!   protocol, which `handoff restart/status/stop` speak (`client`).
+//! - `steer`: per-generation sockets in one SO_REUSEPORT group (issue 10):
+//!   the group's order as the kernel keeps it, the classic BPF programs that
+//!   steer new connections, a listener's accept-queue length. Not wired in
+//!   yet.
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).
@@ -69,6 +73,7 @@ pub mod runtime_dir;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;
+pub mod steer;
 pub mod sys;
 pub mod systemd;
 pub mod template;
