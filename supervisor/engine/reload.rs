@@ -44,11 +44,8 @@ impl Supervisor {
         // A SIGHUP's reload is not refused: an upgrade begun while the file
         // was read gives way (a client's is answered busy).
         if matches!(asked, Asked::Signal(_)) && self.core.is_upgrading() {
-            self.core.abandon_upgrade(
-                &mut self.fx,
-                ErrorKind::Busy,
-                "SIGHUP arrived first".into(),
-            );
+            self.core
+                .abandon_upgrade(&mut self.fx, ErrorKind::Busy, "SIGHUP arrived first".into());
         }
         if let Some(refusal) = self.core.refuses_reload() {
             return answer(asked, refusal);
