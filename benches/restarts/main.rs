@@ -5,8 +5,10 @@
 //! load generator in `load.rs`), in two modes (a new connection per request,
 //! and keep-alive), restarting it K times at a fixed interval, and measures
 //! the same for the naive way (stop the server, start a new one that binds
-//! the port itself). A second table restarts 1, 16 and 64 workers and 1, 100
-//! and 1000 sockets, without load, to show how the cost grows.
+//! the port itself) and for the example's sloppy drain under handoff (the
+//! `WAYS` below: one column each, in both modes). A second table restarts
+//! 1, 16 and 64 workers and 1, 100 and 1000 sockets, without load, to show
+//! how the cost grows.
 //!
 //! `--short` (or HANDOFF_BENCH_SHORT=1) runs 10 restarts per mode and takes
 //! under a minute; the default does 100. Figures are printed, not asserted.
@@ -19,6 +21,76 @@ mod table;
 use std::time::Duration;
 
 use load::Mode;
+
+/// How the example server is run, and what its sockets are configured with.
+pub struct Server {
+    /// Flags of `examples/hello.rs`.
+    pub args: &'static [&'static str],
+    /// TOML lines added to each `[[socket]]` table of handoff's config.
+    pub socket_config: &'static str,
+}
+
+impl Server {
+    /// The example as it is, for the scaling table.
+    pub const CAREFUL: Server = Server {
+        args: CAREFUL,
+        socket_config: "",
+    };
+}
+
+/// The example's own drain: it stops accepting, serves what it accepted.
+const CAREFUL: &[&str] = &[];
+/// Closes what it accepted but has not read yet when told to stop, as
+/// hyper's graceful shutdown and ASGI servers do.
+const SLOPPY: &[&str] = &["--sloppy-drain"];
+
+/// A way of restarting the server: one column of the main table per
+/// connection mode.
+pub struct Way {
+    /// The column's title; ", " breaks it into lines. `targets` picks the
+    /// columns titled "handoff".
+    pub label: &'static str,
+    /// Under handoff, or the naive way.
+    pub handoff: bool,
+    pub server: Server,
+}
+
+impl Way {
+    const fn handoff(
+        label: &'static str,
+        args: &'static [&'static str],
+        socket_config: &'static str,
+    ) -> Way {
+        Way {
+            label,
+            handoff: true,
+            server: Server {
+                args,
+                socket_config,
+            },
+        }
+    }
+
+    const fn naive(label: &'static str, args: &'static [&'static str]) -> Way {
+        Way {
+            label,
+            handoff: false,
+            server: Server {
+                args,
+                socket_config: "",
+            },
+        }
+    }
+}
+
+/// The main table's columns, in order, each measured in both modes: one
+/// line per way. Issue 10's per-generation sockets will be one more, e.g.
+/// `Way::handoff("handoff (steer), sloppy drain", SLOPPY, "handover = \"steer\"\n")`.
+const WAYS: &[Way] = &[
+    Way::handoff("handoff", CAREFUL, ""),
+    Way::naive("naive", CAREFUL),
+    Way::handoff("handoff (shared), sloppy drain", SLOPPY, ""),
+];
 
 /// How much to do.
 pub struct Plan {
@@ -53,7 +125,7 @@ fn main() {
     let bins = run::Binaries::build();
     println!("{}", table::machine());
     println!(
-        "{} restarts per mode, one every {} ms, {} concurrent clients, the example server (examples/hello.rs), release build\n",
+        "{} restarts per mode and column, one every {} ms, {} concurrent clients, the example server (examples/hello.rs), release build\n",
         plan.restarts,
         plan.interval.as_millis(),
         plan.clients
@@ -61,10 +133,15 @@ fn main() {
 
     let mut columns = Vec::new();
     for mode in [Mode::Close, Mode::KeepAlive] {
-        eprintln!("measuring handoff, {mode:?}...");
-        columns.push((mode, "handoff", run::under_handoff(&bins, &plan, mode)));
-        eprintln!("measuring the naive way, {mode:?}...");
-        columns.push((mode, "naive", run::naive(&bins, &plan, mode)));
+        for way in WAYS {
+            eprintln!("measuring {}, {mode:?}...", way.label);
+            let measured = if way.handoff {
+                run::under_handoff(&bins, &way.server, &plan, mode)
+            } else {
+                run::naive(&bins, &way.server, &plan, mode)
+            };
+            columns.push((mode, way.label, measured));
+        }
     }
     println!("{}", table::main_table(&columns));
     println!("{}", table::targets(&columns));

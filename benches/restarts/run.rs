@@ -9,7 +9,7 @@ use handoff::protocol::{Request, Response, Status};
 
 use crate::load::{Load, Mode};
 use crate::stats::{figures, Figures, RestartTiming};
-use crate::Plan;
+use crate::{Plan, Server};
 
 pub struct Binaries {
     pub handoff: PathBuf,
@@ -72,16 +72,20 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn start(bins: &Binaries, workers: usize, sockets: usize) -> Supervisor {
+    fn start(bins: &Binaries, server: &Server, workers: usize, sockets: usize) -> Supervisor {
         let dir = tempfile::tempdir().expect("a temp dir");
         let mut config = String::new();
         for i in 0..sockets {
-            config += &format!("[[socket]]\nname = \"s{i}\"\nlisten = \"tcp://127.0.0.1:0\"\n");
+            config += &format!(
+                "[[socket]]\nname = \"s{i}\"\nlisten = \"tcp://127.0.0.1:0\"\n{}",
+                server.socket_config
+            );
         }
-        config += &format!(
-            "[program]\ncommand = [{:?}]\nworkers = {workers}\nready = \"notify\"\n",
-            bins.hello.display().to_string()
-        );
+        let command: Vec<String> = std::iter::once(bins.hello.display().to_string())
+            .chain(server.args.iter().map(|a| a.to_string()))
+            .collect();
+        config +=
+            &format!("[program]\ncommand = {command:?}\nworkers = {workers}\nready = \"notify\"\n");
         let file = dir.path().join("handoff.toml");
         std::fs::write(&file, config).expect("write config");
         let control = dir.path().join("control.sock");
@@ -148,8 +152,8 @@ fn us(n: u64) -> Duration {
     Duration::from_micros(n)
 }
 
-pub fn under_handoff(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
-    let sup = Supervisor::start(bins, 1, 1);
+pub fn under_handoff(bins: &Binaries, server: &Server, plan: &Plan, mode: Mode) -> Measured {
+    let sup = Supervisor::start(bins, server, 1, 1);
     let addr = sup.status().expect("status").sockets[0].address.clone();
     let load = Load::start(&addr, mode, plan.clients);
     std::thread::sleep(plan.warmup);
@@ -168,10 +172,10 @@ pub fn under_handoff(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
 }
 
 /// A server that binds the port itself, stopped and started again.
-fn start_naive(hello: &Path, addr: &str) -> (Child, Duration) {
-    let started = Instant::now();
+fn start_naive(hello: &Path, server: &Server, addr: &str) -> Child {
     let mut child = Command::new(hello)
         .args(["--bind", addr])
+        .args(server.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -186,28 +190,27 @@ fn start_naive(hello: &Path, addr: &str) -> (Child, Duration) {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (child, started.elapsed())
+    child
 }
 
-pub fn naive(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
+pub fn naive(bins: &Binaries, server: &Server, plan: &Plan, mode: Mode) -> Measured {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let (mut server, _) = start_naive(&bins.hello, &addr);
+    let mut process = start_naive(&bins.hello, server, &addr);
     let load = Load::start(&addr, mode, plan.clients);
     std::thread::sleep(plan.warmup);
     let mut restarts = Vec::with_capacity(plan.restarts);
     for _ in 0..plan.restarts {
         let asked = load.epoch.elapsed();
         let t0 = Instant::now();
-        let pid = nix::unistd::Pid::from_raw(server.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(process.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = server.wait();
+        let _ = process.wait();
         let old_gone = t0.elapsed();
-        let (next, _) = start_naive(&bins.hello, &addr);
-        server = next;
+        process = start_naive(&bins.hello, server, &addr);
         restarts.push(RestartTiming {
             asked,
             ready: t0.elapsed(),
@@ -218,8 +221,8 @@ pub fn naive(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
     }
     std::thread::sleep(plan.warmup);
     let records = load.stop();
-    let _ = server.kill();
-    let _ = server.wait();
+    let _ = process.kill();
+    let _ = process.wait();
     Measured {
         figures: figures(&records, &restarts),
         usage: None,
@@ -228,7 +231,7 @@ pub fn naive(bins: &Binaries, plan: &Plan, mode: Mode) -> Measured {
 
 /// Restart cost without load, for a given number of workers and sockets.
 pub fn scaling(bins: &Binaries, restarts: usize, workers: usize, sockets: usize) -> Figures {
-    let sup = Supervisor::start(bins, workers, sockets);
+    let sup = Supervisor::start(bins, &Server::CAREFUL, workers, sockets);
     let mut timings = Vec::with_capacity(restarts);
     let epoch = Instant::now();
     for _ in 0..restarts {

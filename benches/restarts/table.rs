@@ -108,16 +108,37 @@ pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
     });
 
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-    let col = 22;
-    let mut out = format!("{:width$}", "");
-    for (mode, way, _) in columns {
-        let mode = match mode {
-            Mode::Close => "new conn",
-            Mode::KeepAlive => "keep-alive",
-        };
-        out += &format!(" | {:>col$}", format!("{way}, {mode}"));
+    // Each column's title over several lines, bottom-aligned: the way, cut
+    // at ", ", then the connection mode.
+    let titles: Vec<Vec<&str>> = columns
+        .iter()
+        .map(|(mode, way, _)| {
+            let mode = match mode {
+                Mode::Close => "new conn",
+                Mode::KeepAlive => "keep-alive",
+            };
+            way.split(", ").chain([mode]).collect()
+        })
+        .collect();
+    let col = titles
+        .iter()
+        .flatten()
+        .map(|t| t.len())
+        .max()
+        .unwrap_or(0)
+        .max(22);
+    let lines = titles.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for line in 0..lines {
+        out += &format!("{:width$}", "");
+        for title in &titles {
+            let cell = (line + title.len())
+                .checked_sub(lines)
+                .map_or("", |i| title[i]);
+            out += &format!(" | {cell:>col$}");
+        }
+        out += "\n";
     }
-    out += "\n";
     out += &"-".repeat(width + columns.len() * (col + 3));
     out += "\n";
     for (name, cells) in rows {
