@@ -42,6 +42,9 @@ pub struct Figures {
     pub overhead_max: Option<f64>,
     pub gone_mean: f64,
     pub gone_max: f64,
+    /// What a restart costs the service, in ms of full service per
+    /// restart: see `service_lost`.
+    pub lost_ms: Option<f64>,
 }
 
 impl Figures {
@@ -126,6 +129,7 @@ pub fn figures(records: &[Record], restarts: &[RestartTiming]) -> Figures {
     if window_time > 0.0 && outside > 0.0 && done_out > 0 {
         f.throughput_ratio = (done_in as f64 / window_time) / (done_out as f64 / outside);
     }
+    f.lost_ms = service_lost(&windows, span, done_in, done_out, restarts.len());
     let n = restarts.len().max(1) as f64;
     f.ready_mean = restarts.iter().map(|r| ms(r.ready)).sum::<f64>() / n;
     f.ready_max = restarts.iter().map(|r| ms(r.ready)).fold(0.0, f64::max);
@@ -145,4 +149,57 @@ pub fn figures(records: &[Record], restarts: &[RestartTiming]) -> Figures {
         f.overhead_max = Some(overhead.iter().copied().fold(0.0, f64::max));
     }
     f
+}
+
+/// What the restarts cost the service, in milliseconds of full service per
+/// restart: the requests that were not served against the steady rate,
+/// expressed as the time the server would have taken to serve them.
+///
+/// With T the steady throughput (successful requests completed per second
+/// outside the restarts), W the time the restarts spanned (the union of
+/// their windows, each from the restart request to the later of the new
+/// generation ready and the old one gone), S the successful requests
+/// completed within W, and K the number of restarts:
+///
+///   lost = (T * W - S) / T / K  =  (W - S / T) / K
+///
+/// A failed request is not served, so it counts as lost; a slow one counts
+/// in the window it completes in. The clients are a closed loop (each sends
+/// its next request when the last is done): a request that fails fast
+/// costs its client little time, so most of what a restart costs shows as
+/// requests not sent rather than failed; both are counted. 0 is a restart
+/// the service did not notice; a stop-and-start loses about its gap (the
+/// time no server accepts). Unlike the throughput ratio it is in absolute
+/// time, so ways whose restarts span very different times compare. None
+/// when there is no steady rate to compare with.
+fn service_lost(
+    windows: &[(Duration, Duration)],
+    span: Duration,
+    done_in: usize,
+    done_out: usize,
+    restarts: usize,
+) -> Option<f64> {
+    let mut sorted: Vec<(Duration, Duration)> = windows
+        .iter()
+        .map(|&(a, b)| (a.min(span), b.min(span)))
+        .collect();
+    sorted.sort();
+    // Overlapping windows (a restart asked for before the last one's old
+    // generation is gone) count once.
+    let mut spanned = Duration::ZERO;
+    let mut covered_to = Duration::ZERO;
+    for (a, b) in sorted {
+        let a = a.max(covered_to);
+        if b > a {
+            spanned += b - a;
+            covered_to = b;
+        }
+    }
+    let w = spanned.as_secs_f64();
+    let outside = span.as_secs_f64() - w;
+    if restarts == 0 || outside <= 0.0 || done_out == 0 {
+        return None;
+    }
+    let steady = done_out as f64 / outside;
+    Some((w - done_in as f64 / steady) / restarts as f64 * 1000.0)
 }

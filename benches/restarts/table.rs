@@ -73,6 +73,9 @@ pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
     row("throughput during restarts / steady", &|f, _| {
         format!("{:.0}%", f.throughput_ratio * 100.0)
     });
+    row("service lost per restart (ms of full service)", &|f, _| {
+        opt(f.lost_ms)
+    });
     row(
         "restart -> new generation ready, mean / max (ms)",
         &|f, _| format!("{:.2} / {:.2}", f.ready_mean, f.ready_max),
