@@ -15,6 +15,7 @@
 
 mod load;
 mod run;
+mod startup;
 mod stats;
 mod table;
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use handoff::protocol::{Request, Response, Status};
 
 use crate::load::{Load, Mode};
+use crate::startup;
 use crate::stats::{figures, Figures, RestartTiming};
 use crate::{Plan, Server};
 
@@ -68,6 +69,9 @@ pub struct Measured {
 struct Supervisor {
     child: Child,
     control: PathBuf,
+    workers: usize,
+    /// Its children's stdout: when each new worker is ready.
+    startup: startup::Watch,
     _dir: tempfile::TempDir,
 }
 
@@ -90,19 +94,22 @@ impl Supervisor {
         std::fs::write(&file, config).expect("write config");
         let control = dir.path().join("control.sock");
         let log = std::fs::File::create(dir.path().join("handoff.log")).expect("log file");
-        let child = Command::new(&bins.handoff)
+        let mut child = Command::new(&bins.handoff)
             .args(["run", "--config"])
             .arg(&file)
             .arg("--control")
             .arg(&control)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("handoff starts");
+        let out = child.stdout.take().expect("piped");
         let sup = Supervisor {
             child,
             control,
+            workers,
+            startup: startup::Watch::start(out),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -130,6 +137,7 @@ impl Supervisor {
                 ready: us(r.ready_us),
                 child: Some(us(r.child_ready_us)),
                 old_gone: Duration::from_millis(r.drained_ms.unwrap_or(r.ready_ms)),
+                startup_cpu: self.startup.take(r.generation, self.workers),
             },
             other => panic!("restart failed: {other:?}"),
         }
@@ -171,8 +179,9 @@ pub fn under_handoff(bins: &Binaries, server: &Server, plan: &Plan, mode: Mode) 
     }
 }
 
-/// A server that binds the port itself, stopped and started again.
-fn start_naive(hello: &Path, server: &Server, addr: &str) -> Child {
+/// A server that binds the port itself, stopped and started again; with
+/// its start-up CPU time, read once it serves (see `startup`).
+fn start_naive(hello: &Path, server: &Server, addr: &str) -> (Child, Option<Duration>) {
     let mut child = Command::new(hello)
         .args(["--bind", addr])
         .args(server.args)
@@ -189,8 +198,9 @@ fn start_naive(hello: &Path, server: &Server, addr: &str) -> Child {
             break;
         }
     }
+    let cpu = startup::cpu_time(child.id());
     std::thread::spawn(move || for _ in lines {});
-    child
+    (child, cpu)
 }
 
 pub fn naive(bins: &Binaries, server: &Server, plan: &Plan, mode: Mode) -> Measured {
@@ -199,7 +209,7 @@ pub fn naive(bins: &Binaries, server: &Server, plan: &Plan, mode: Mode) -> Measu
         .expect("a free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut process = start_naive(&bins.hello, server, &addr);
+    let (mut process, _) = start_naive(&bins.hello, server, &addr);
     let load = Load::start(&addr, mode, plan.clients);
     std::thread::sleep(plan.warmup);
     let mut restarts = Vec::with_capacity(plan.restarts);
@@ -210,12 +220,14 @@ pub fn naive(bins: &Binaries, server: &Server, plan: &Plan, mode: Mode) -> Measu
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = process.wait();
         let old_gone = t0.elapsed();
-        process = start_naive(&bins.hello, server, &addr);
+        let (next, startup_cpu) = start_naive(&bins.hello, server, &addr);
+        process = next;
         restarts.push(RestartTiming {
             asked,
             ready: t0.elapsed(),
             child: None,
             old_gone,
+            startup_cpu,
         });
         std::thread::sleep(plan.interval);
     }

@@ -14,6 +14,9 @@ pub struct RestartTiming {
     /// The child's own share of `ready` (None for the naive way).
     pub child: Option<Duration>,
     pub old_gone: Duration,
+    /// The new generation's own start-up CPU time (user+sys, summed over
+    /// its workers) from its fork to its being ready; see `startup`.
+    pub startup_cpu: Option<Duration>,
 }
 
 impl RestartTiming {
@@ -45,6 +48,8 @@ pub struct Figures {
     /// What a restart costs the service, in ms of full service per
     /// restart: see `service_lost`.
     pub lost_ms: Option<f64>,
+    /// The new generation's start-up CPU time, mean per restart (ms).
+    pub startup_cpu_mean: Option<f64>,
 }
 
 impl Figures {
@@ -135,6 +140,10 @@ pub fn figures(records: &[Record], restarts: &[RestartTiming]) -> Figures {
     f.ready_max = restarts.iter().map(|r| ms(r.ready)).fold(0.0, f64::max);
     f.gone_mean = restarts.iter().map(|r| ms(r.old_gone)).sum::<f64>() / n;
     f.gone_max = restarts.iter().map(|r| ms(r.old_gone)).fold(0.0, f64::max);
+    let cpu: Option<Vec<f64>> = restarts.iter().map(|r| r.startup_cpu.map(ms)).collect();
+    f.startup_cpu_mean = cpu
+        .filter(|c| !c.is_empty())
+        .map(|c| c.iter().sum::<f64>() / n);
     if restarts.iter().all(|r| r.child.is_some()) && !restarts.is_empty() {
         let child: Vec<f64> = restarts
             .iter()

@@ -76,6 +76,18 @@ pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
     row("service lost per restart (ms of full service)", &|f, _| {
         opt(f.lost_ms)
     });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    row("  new generation's start-up CPU, mean (ms)", &|f, _| {
+        opt(f.startup_cpu_mean)
+    });
+    // Every core busy: a ms of CPU spent starting is 1/cores ms of the
+    // whole machine's service.
+    row(
+        &format!("  the floor: that CPU / {cores} cores (ms of full service)"),
+        &|f, _| opt(f.startup_cpu_mean.map(|c| c / cores as f64)),
+    );
     row(
         "restart -> new generation ready, mean / max (ms)",
         &|f, _| format!("{:.2} / {:.2}", f.ready_mean, f.ready_max),
@@ -206,18 +218,19 @@ pub fn targets(columns: &[(Mode, &str, Measured)]) -> String {
 
 pub fn scaling_table(rows: &[(usize, usize, Figures)], restarts: usize) -> String {
     let mut out = format!(
-        "restart cost, no load, {restarts} restarts each (ms, mean)\n{:>8} {:>8} | {:>14} {:>14} {:>14} {:>14}\n",
-        "workers", "sockets", "ready", "child itself", "supervisor", "old gone"
+        "restart cost, no load, {restarts} restarts each (ms, mean)\n{:>8} {:>8} | {:>14} {:>14} {:>14} {:>14} {:>14}\n",
+        "workers", "sockets", "ready", "child itself", "supervisor", "old gone", "start-up CPU"
     );
-    out += &"-".repeat(84);
+    out += &"-".repeat(99);
     out += "\n";
     for (workers, sockets, f) in rows {
         out += &format!(
-            "{workers:>8} {sockets:>8} | {:>14.2} {:>14} {:>14} {:>14.1}\n",
+            "{workers:>8} {sockets:>8} | {:>14.2} {:>14} {:>14} {:>14.1} {:>14}\n",
             f.ready_mean,
             opt(f.child_mean),
             opt(f.overhead_mean),
-            f.gone_mean
+            f.gone_mean,
+            opt(f.startup_cpu_mean)
         );
     }
     out
