@@ -223,6 +223,11 @@ impl Supervisor {
         }
     }
 
+    /// A reload's file is being read.
+    pub fn is_reading(&self) -> bool {
+        self.reading > 0
+    }
+
     /// Stopping, and nothing left to wait for.
     pub fn is_finished(&self) -> bool {
         self.core.is_finished() && self.fx.leftovers().is_empty()

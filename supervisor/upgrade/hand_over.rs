@@ -53,6 +53,16 @@ fn state_path(sup: &Supervisor) -> PathBuf {
 /// starts the new binary's check; [`Event::UpgradeChecked`] brings its
 /// verdict back to the loop, which then calls [`hand_over`].
 pub fn begin(sup: &mut Supervisor, asker: Option<Asker>) {
+    // A reload whose file is being read would be cut by the exec, its
+    // client unanswered and its change lost.
+    if sup.is_reading() {
+        let message = "a reload is reading its configuration: upgrade once it is answered";
+        tracing::error!("upgrade: {message}; this supervisor stays in charge");
+        if let Some(asker) = asker {
+            let _ = asker.reply.send(error(ErrorKind::Busy, message));
+        }
+        return;
+    }
     if !sup.core.begin_upgrade(&mut sup.fx, asker) {
         return;
     }
@@ -112,7 +122,9 @@ pub async fn hand_over(
     if !sup.core.is_upgrading() {
         // Called off while the check ran.
         for signal in deferred {
-            sup.on_signal(*signal);
+            if sup.on_signal(*signal) {
+                begin(sup, None);
+            }
         }
         return;
     }

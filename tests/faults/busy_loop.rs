@@ -376,3 +376,43 @@ fn a_sighup_during_the_check_restarts_after_the_upgrade() {
     let addr = h.addr("http");
     get_from_generation(&addr, "/", 2);
 }
+
+/// An upgrade asked for while a reload reads its file is refused `busy`:
+/// the exec would cut the reload, its client unanswered and its change
+/// lost. The reload then goes through.
+#[test]
+fn an_upgrade_waits_for_a_reload_that_reads_its_file() {
+    let dir = temp_dir();
+    let file = dir.path().join("handoff.toml");
+    let config = format!(
+        "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [{hello:?}]\n",
+        hello = example("hello").display().to_string()
+    );
+    std::fs::write(&file, &config).expect("write config");
+    let mut h = Handoff::start(dir.path(), &["--config", file.to_str().expect("utf-8")]);
+    h.wait_generation(1);
+    let http = h.addr("http");
+
+    // Declared after `h`, dropped before it: the FIFO lets go first.
+    let mut held = HeldFile::replace(&file);
+    let ctl = control(&h);
+    let reloading = std::thread::spawn(move || client(&["reload", "--control", &ctl]));
+    held.wait_read();
+
+    let (code, out, err) = client(&[
+        "upgrade",
+        "--control",
+        &control(&h),
+        "--timeout",
+        ANSWERED_WITHIN,
+    ]);
+    assert_eq!(code, REFUSED, "upgrade while the reload reads: {out}{err}");
+    assert!(err.contains("a reload is reading"), "{err}");
+
+    held.finish(&config);
+    let (code, out, err) = reloading.join().expect("reload client thread");
+    assert_eq!(code, 0, "the reload: {out}{err}");
+    assert!(out.starts_with("generation 2 ready"), "{out}");
+    get_from_generation(&http, "/", 2);
+    assert_eq!(h.status().upgrades, 0);
+}
