@@ -20,7 +20,8 @@ use handoff::control::{call_within, ClientError};
 use handoff::protocol::{encode, ErrorKind, Request, Response};
 
 use crate::harness::{
-    client, example, get_from_generation, handoff_bin, temp_dir, write_executable, Handoff,
+    client, example, get_from_generation, handoff_bin, installed_copy, start_installed, temp_dir,
+    write_executable, Handoff,
 };
 use crate::wait::eventually;
 
@@ -35,37 +36,6 @@ const REFUSED: i32 = 6;
 
 fn mkfifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-}
-
-/// A copy of the handoff binary that the test replaces, as a deploy
-/// replaces the installed one.
-fn installed_copy(dir: &Path) -> PathBuf {
-    let path = dir.join("handoff");
-    // Copied by `cp`, not in this process: a file open for writing here is
-    // inherited by whatever another test thread forks meanwhile, and
-    // executing it then fails with ETXTBSY until that child has exec'd.
-    let copied = std::process::Command::new("cp")
-        .arg(handoff_bin())
-        .arg(&path)
-        .status()
-        .expect("cp runs");
-    assert!(copied.success(), "copy the binary: {copied}");
-    path
-}
-
-/// `INSTALLED run --listen http=tcp://127.0.0.1:0 -- hello`, serving.
-fn start_installed(installed: &Path, dir: &Path) -> Handoff {
-    let mut cmd = std::process::Command::new(installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
-    let mut h = Handoff::spawn(cmd, dir);
-    h.wait_generation(1);
-    h
 }
 
 fn control(h: &Handoff) -> String {
@@ -310,6 +280,51 @@ impl HeldFile {
     }
 }
 
+/// handoff started on a config file and serving generation 1, then the
+/// file replaced by a FIFO and a `handoff reload` under way, held reading it.
+struct HeldReload {
+    /// Before `h`, so dropped first: the FIFO lets go before the
+    /// supervisor is stopped.
+    held: HeldFile,
+    h: Handoff,
+    config: String,
+    reloading: std::thread::JoinHandle<(i32, String, String)>,
+}
+
+impl HeldReload {
+    fn start(dir: &Path) -> HeldReload {
+        let file = dir.join("handoff.toml");
+        let config = format!(
+            "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [{hello:?}]\n",
+            hello = example("hello").display().to_string()
+        );
+        std::fs::write(&file, &config).expect("write config");
+        let mut h = Handoff::start(dir, &["--config", file.to_str().expect("utf-8")]);
+        h.wait_generation(1);
+        let mut held = HeldFile::replace(&file);
+        let ctl = control(&h);
+        let reloading = std::thread::spawn(move || client(&["reload", "--control", &ctl]));
+        held.wait_read();
+        HeldReload {
+            held,
+            h,
+            config,
+            reloading,
+        }
+    }
+
+    /// Lets the reload read the file: it must start generation 2, which
+    /// then serves.
+    fn finish(mut self) -> Handoff {
+        self.held.finish(&self.config);
+        let (code, out, err) = self.reloading.join().expect("reload client thread");
+        assert_eq!(code, 0, "the reload: {out}{err}");
+        assert!(out.starts_with("generation 2 ready"), "{out}");
+        get_from_generation(&self.h.addr("http"), "/", 2);
+        self.h
+    }
+}
+
 impl Drop for HeldFile {
     /// Whatever happened, nothing stays blocked on the FIFO: a reader that
     /// has it open (or waits to) gets EOF.
@@ -323,37 +338,19 @@ impl Drop for HeldFile {
 #[test]
 fn status_is_answered_while_a_reload_reads_its_file() {
     let dir = temp_dir();
-    let file = dir.path().join("handoff.toml");
-    let config = format!(
-        "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [{hello:?}]\n",
-        hello = example("hello").display().to_string()
-    );
-    std::fs::write(&file, &config).expect("write config");
-    let mut h = Handoff::start(dir.path(), &["--config", file.to_str().expect("utf-8")]);
-    h.wait_generation(1);
-    let http = h.addr("http");
-
-    // Declared after `h`, dropped before it: the FIFO lets go first.
-    let mut held = HeldFile::replace(&file);
-    let ctl = control(&h);
-    let reloading = std::thread::spawn(move || client(&["reload", "--control", &ctl]));
-    held.wait_read();
+    let reload = HeldReload::start(dir.path());
 
     let (code, out, err) = client(&[
         "status",
         "--control",
-        &control(&h),
+        &control(&reload.h),
         "--timeout",
         ANSWERED_WITHIN,
     ]);
     assert_eq!(code, 0, "status while the reload reads: {out}{err}");
     assert!(out.contains("generation 1"), "{out}");
 
-    held.finish(&config);
-    let (code, out, err) = reloading.join().expect("reload client thread");
-    assert_eq!(code, 0, "the reload: {out}{err}");
-    assert!(out.starts_with("generation 2 ready"), "{out}");
-    get_from_generation(&http, "/", 2);
+    reload.finish();
 }
 
 /// A SIGHUP while the check runs is held, not acted on by the supervisor
@@ -383,36 +380,18 @@ fn a_sighup_during_the_check_restarts_after_the_upgrade() {
 #[test]
 fn an_upgrade_waits_for_a_reload_that_reads_its_file() {
     let dir = temp_dir();
-    let file = dir.path().join("handoff.toml");
-    let config = format!(
-        "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n[program]\ncommand = [{hello:?}]\n",
-        hello = example("hello").display().to_string()
-    );
-    std::fs::write(&file, &config).expect("write config");
-    let mut h = Handoff::start(dir.path(), &["--config", file.to_str().expect("utf-8")]);
-    h.wait_generation(1);
-    let http = h.addr("http");
-
-    // Declared after `h`, dropped before it: the FIFO lets go first.
-    let mut held = HeldFile::replace(&file);
-    let ctl = control(&h);
-    let reloading = std::thread::spawn(move || client(&["reload", "--control", &ctl]));
-    held.wait_read();
+    let reload = HeldReload::start(dir.path());
 
     let (code, out, err) = client(&[
         "upgrade",
         "--control",
-        &control(&h),
+        &control(&reload.h),
         "--timeout",
         ANSWERED_WITHIN,
     ]);
     assert_eq!(code, REFUSED, "upgrade while the reload reads: {out}{err}");
     assert!(err.contains("a reload is reading"), "{err}");
 
-    held.finish(&config);
-    let (code, out, err) = reloading.join().expect("reload client thread");
-    assert_eq!(code, 0, "the reload: {out}{err}");
-    assert!(out.starts_with("generation 2 ready"), "{out}");
-    get_from_generation(&http, "/", 2);
+    let h = reload.finish();
     assert_eq!(h.status().upgrades, 0);
 }

@@ -17,6 +17,37 @@ pub fn handoff_bin() -> &'static str {
 
 /// An example binary; `cargo test` builds the examples next to the test
 /// binaries' directory.
+/// A copy of the handoff binary that a test can replace, as a deploy
+/// replaces the installed one. Copied by `cp`, not in this process: a file
+/// open for writing here is inherited by whatever another test thread
+/// forks meanwhile, and executing it then fails with ETXTBSY until that
+/// child has exec'd.
+pub fn installed_copy(dir: &Path) -> PathBuf {
+    let path = dir.join("handoff");
+    let copied = Command::new("cp")
+        .arg(handoff_bin())
+        .arg(&path)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "copy the binary: {copied}");
+    path
+}
+
+/// `INSTALLED run --listen http=tcp://127.0.0.1:0 -- hello`, serving.
+pub fn start_installed(installed: &Path, dir: &Path) -> Handoff {
+    let mut cmd = Command::new(installed);
+    cmd.arg("run")
+        .arg("--control")
+        .arg(dir.join("control.sock"))
+        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+        .arg(example("hello"))
+        .env("HANDOFF_LOG", "debug")
+        .stdin(Stdio::null());
+    let mut h = Handoff::spawn(cmd, dir);
+    h.wait_generation(1);
+    h
+}
+
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     let dir = exe

@@ -1,47 +1,13 @@
 //! Upgrading handoff itself, in place, under load.
 
-use std::path::{Path, PathBuf};
-
 use nix::sys::signal::Signal;
 
 use crate::activator::{activate_binary, NotifySocket};
 use crate::harness::{
-    client, example, get, handoff_bin, restart, temp_dir, write_executable, Handoff,
+    client, example, get, handoff_bin, installed_copy, restart, start_installed, temp_dir,
+    write_executable, Handoff,
 };
 use crate::load::Load;
-
-/// A copy of the handoff binary that the test can replace, as a deploy
-/// replaces the installed one.
-fn installed_copy(dir: &Path) -> PathBuf {
-    let path = dir.join("handoff");
-    // Copied by `cp`, not in this process: a file open for writing here
-    // is inherited by whatever another test thread forks meanwhile, and
-    // executing it then fails with ETXTBSY until that child has exec'd.
-    let copied = std::process::Command::new("cp")
-        .arg(handoff_bin())
-        .arg(&path)
-        .status()
-        .expect("cp runs");
-    assert!(copied.success(), "copy the binary: {copied}");
-    path
-}
-
-/// Replaces the installed binary (a new file, as a package manager does:
-/// the running one keeps its old inode).
-/// `INSTALLED run --listen http=tcp://127.0.0.1:0 -- hello`, serving.
-fn start_installed(installed: &Path, dir: &Path) -> Handoff {
-    let mut cmd = std::process::Command::new(installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
-    let mut h = Handoff::spawn(cmd, dir);
-    h.wait_generation(1);
-    h
-}
 
 fn upgrade(h: &Handoff) -> (i32, String, String) {
     client(&["upgrade", "--control", h.control.to_str().expect("utf-8")])

@@ -6,7 +6,7 @@
 //! each upgrade) still answers and stops cleanly.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use handoff::control::ClientError;
 use handoff::protocol::{ErrorKind, Request, Response};
 use nix::sys::signal::Signal;
 
-use crate::harness::{example, handoff_bin, temp_dir, Handoff, DEADLINE};
+use crate::harness::{example, installed_copy, temp_dir, Handoff, DEADLINE};
 use crate::load::Load;
 use crate::procs::{assert_no_zombie, steady_blocked, stop_and_check_port};
 use handoff::sys::children_of;
@@ -30,33 +30,6 @@ const LOUD_ROUNDS: usize = 150;
 const QUIET_ROUNDS: usize = 20;
 /// Clients asking for restarts during the loud phases.
 const RESTARTERS: usize = 2;
-
-/// A copy of the handoff binary in the test's dir: an upgrade executes the
-/// binary at the path handoff was started as, and `cargo build` must not
-/// swap it underneath the test.
-///
-/// Returned once it has run: the copy was written through an fd that a
-/// process forked at that moment by another test's thread holds until its
-/// own exec, and executing a file open for writing fails with ETXTBSY. Our
-/// fd is closed by then, so once one exec succeeds, every later one does.
-fn installed_copy(dir: &Path) -> PathBuf {
-    let path = dir.join("handoff");
-    std::fs::copy(handoff_bin(), &path).expect("copy the handoff binary");
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match std::process::Command::new(&path)
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .status()
-        {
-            Ok(status) if status.success() => return path,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
-                std::thread::yield_now()
-            }
-            other => panic!("{} --version: {other:?}", path.display()),
-        }
-    }
-}
 
 /// Whether the restart clients may ask, and whether they are done.
 #[derive(Default)]
