@@ -3,10 +3,9 @@
 use std::io;
 use std::time::Duration;
 
-/// Marks every fd above stderr close-on-exec. A supervisor started from a
-/// shell or another supervisor may inherit stray fds without FD_CLOEXEC;
-/// they must not leak into its children. Runs first thing in `main`.
-pub fn mark_inherited_fds_cloexec() {
+/// close_range(3, ~0, CLOSE_RANGE_CLOEXEC): FD_CLOEXEC on every fd above
+/// stderr in one call. False on kernels before 5.11. Async-signal-safe.
+fn close_range_cloexec() -> bool {
     // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag on
     // fds; it closes nothing and touches no memory.
     let rc = unsafe {
@@ -17,10 +16,17 @@ pub fn mark_inherited_fds_cloexec() {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if rc == 0 {
+    rc == 0
+}
+
+/// Marks every fd above stderr close-on-exec. A supervisor started from a
+/// shell or another supervisor may inherit stray fds without FD_CLOEXEC;
+/// they must not leak into its children. Runs first thing in `main`.
+pub fn mark_inherited_fds_cloexec() {
+    if close_range_cloexec() {
         return;
     }
-    // Kernels before 5.11: one fd at a time.
+    // Kernels before 5.11: the open fds, one at a time.
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -35,6 +41,32 @@ pub fn mark_inherited_fds_cloexec() {
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
+}
+
+/// The same, in a forked child before its exec (a `pre_exec` hook): std's
+/// own exec-error pipe is one of those fds and must stay open until the
+/// exec, so this marks and does not close. Async-signal-safe: syscalls
+/// only, so on kernels before 5.11 it tries every number below the
+/// open-file limit rather than list /proc/self/fd, which would allocate.
+pub fn mark_fds_cloexec_in_child() -> io::Result<()> {
+    if close_range_cloexec() {
+        return Ok(());
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one struct rlimit, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = libc::c_int::try_from(limit.rlim_cur).unwrap_or(libc::c_int::MAX);
+    for fd in 3..end {
+        // SAFETY: F_SETFD on an fd number only changes its flags; a number
+        // that is not open yields EBADF, which is what most of them do.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }
 
 /// Raises the soft limit on open files when the sockets and workers need

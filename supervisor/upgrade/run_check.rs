@@ -304,47 +304,11 @@ fn command(
         cmd.pre_exec(crate::sys::reset_signals_in_child);
         // Stray fds the supervisor inherited without FD_CLOEXEC stay out;
         // the mapping below clears the flag again on the fds handed on.
-        cmd.pre_exec(mark_cloexec_above_stderr);
+        cmd.pre_exec(crate::sys::mark_fds_cloexec_in_child);
     }
     cmd.fd_mappings(mappings)
         .expect("the child fds were checked to be distinct above");
     Ok(cmd)
-}
-
-/// In the forked child: FD_CLOEXEC on every fd above stderr (std's own
-/// exec-error pipe is one of them, and must stay open until the exec, so
-/// this marks and does not close). Async-signal-safe: syscalls only.
-fn mark_cloexec_above_stderr() -> io::Result<()> {
-    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag on
-    // fds; it closes nothing and touches no memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    // Kernels before 5.11: every number below the open-file limit. Listing
-    // /proc/self/fd would allocate, which a forked child must not do.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one struct rlimit, which `limit` is.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let end = RawFd::try_from(limit.rlim_cur).unwrap_or(RawFd::MAX);
-    for fd in 3..end {
-        // SAFETY: F_SETFD on an fd number only changes its flags; a number
-        // that is not open yields EBADF, which is what most of them do.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok(())
 }
 
 /// SIGKILL to the check's process group, then reap the check (bounded by
