@@ -200,15 +200,6 @@ impl Supervisor {
             }
             SighupAction::Reload => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                // A signal is not refused: an upgrade gives way, as it does
-                // to a SIGHUP that restarts.
-                if self.core.is_upgrading() {
-                    self.core.abandon_upgrade(
-                        &mut self.fx,
-                        crate::protocol::ErrorKind::Busy,
-                        "SIGHUP arrived first".into(),
-                    );
-                }
                 self.reload(asked);
             }
         }

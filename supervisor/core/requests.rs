@@ -110,6 +110,21 @@ impl Core {
         }
     }
 
+    /// Whether a reload asked for by `asked` may go ahead now; if not, the
+    /// answer to give (the caller need not read the file). A signal's
+    /// reload is not refused: an upgrade in progress gives way to it, as it
+    /// does to a signal's restart.
+    pub fn admit_reload(
+        &mut self,
+        fx: &mut dyn Effects,
+        asked: &Asked<RestartWaiter>,
+    ) -> Option<Response> {
+        if let (Asked::Signal(signal), Phase::Upgrading { .. }) = (asked, &self.phase) {
+            self.abandon_upgrade(fx, ErrorKind::Busy, format!("{signal} arrived first"));
+        }
+        self.refuses_reload()
+    }
+
     /// A reload read a valid file and holds its sockets: it becomes what
     /// the next generation runs, and that generation is started (coalesced
     /// with one in progress, like restart).

@@ -14,7 +14,7 @@ use crate::sockets::{BoundSocket, SocketSet, SocketSpec};
 impl Supervisor {
     /// Starts reading the file; [`Event::Reloaded`] brings it back.
     pub(super) fn reload(&mut self, asked: Asked<RestartWaiter>) {
-        if let Some(refusal) = self.core.refuses_reload() {
+        if let Some(refusal) = self.core.admit_reload(&mut self.fx, &asked) {
             return answer(asked, refusal);
         }
         let Some(file) = self.source.file.clone() else {
@@ -41,13 +41,8 @@ impl Supervisor {
         config: Result<Config, ConfigErrors>,
     ) {
         self.reading -= 1;
-        // A SIGHUP's reload is not refused: an upgrade begun while the file
-        // was read gives way (a client's is answered busy).
-        if matches!(asked, Asked::Signal(_)) && self.core.is_upgrading() {
-            self.core
-                .abandon_upgrade(&mut self.fx, ErrorKind::Busy, "SIGHUP arrived first".into());
-        }
-        if let Some(refusal) = self.core.refuses_reload() {
+        // Checked again: the phase may have changed while the file was read.
+        if let Some(refusal) = self.core.admit_reload(&mut self.fx, &asked) {
             return answer(asked, refusal);
         }
         let config = match config {

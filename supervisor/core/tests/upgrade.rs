@@ -144,3 +144,15 @@ fn a_stop_during_an_upgrade_refuses_it_and_stops() {
     assert_eq!(reply.get(), Some(refusal));
     assert!(!h.core.is_upgrading() && h.core.is_stopping());
 }
+
+#[test]
+fn a_sighups_reload_during_an_upgrade_abandons_it_and_is_admitted() {
+    let mut h = Harness::serving(quick(1, 0));
+    let (_, mut upgrade) = h.upgrade();
+    let sighup = crate::core::Asked::Signal(nix::sys::signal::Signal::SIGHUP);
+    assert_eq!(h.core.admit_reload(&mut h.fx, &sighup), None);
+    let refusal = busy("SIGHUP arrived first");
+    assert_eq!(h.take(), vec![Effect::Answer(refusal.clone())]);
+    assert_eq!(upgrade.get(), Some(refusal));
+    assert!(!h.core.is_upgrading());
+}
