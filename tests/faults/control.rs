@@ -15,7 +15,8 @@ use std::time::Instant;
 use handoff::control::MAX_CONNECTIONS;
 
 use crate::harness::{
-    client, example, handoff_bin, restart, serve_hello, temp_dir, wait_timeout, Handoff, DEADLINE,
+    client, example, handoff_bin, restart, run_command, serve_hello, temp_dir, wait_timeout,
+    Handoff, DEADLINE,
 };
 
 /// The exit codes these tests expect (exit.rs).
@@ -182,14 +183,9 @@ const FD_LIMIT: u64 = 40;
 #[test]
 fn at_its_fd_limit_the_supervisor_answers_busy_and_says_so_once() {
     let dir = temp_dir();
-    let mut cmd = Command::new(handoff_bin());
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(Stdio::null());
+    let mut cmd = run_command(handoff_bin(), dir.path());
+    cmd.args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+        .arg(example("hello"));
     let limit = nix::sys::resource::Resource::RLIMIT_NOFILE;
     // SAFETY: setrlimit is a plain syscall, async-signal-safe; the closure
     // allocates nothing.

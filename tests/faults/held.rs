@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use handoff::protocol::{Request, Response};
 
 use crate::harness::{
-    client, example, get, get_from_generation, handoff_bin, restart, serve_hello,
+    client, example, get, get_from_generation, handoff_bin, restart, run_command, serve_hello,
     serve_hello_script, temp_dir, write_executable, write_script, Handoff, DEADLINE,
 };
 use crate::load::Load;
@@ -695,14 +695,9 @@ fn an_upgrade_to_a_broken_or_missing_binary_is_refused_under_load() {
     let dir = temp_dir();
     let installed: PathBuf = dir.path().join("handoff");
     std::fs::copy(handoff_bin(), &installed).expect("copy the binary");
-    let mut cmd = std::process::Command::new(&installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--workers", "2", "--"])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
+    let mut cmd = run_command(&installed, dir.path());
+    cmd.args(["--listen", "http=tcp://127.0.0.1:0", "--workers", "2", "--"])
+        .arg(example("hello"));
     let mut h = Handoff::spawn(cmd, dir.path());
     h.wait_generation(1);
     let fds = baseline_fds(&h);

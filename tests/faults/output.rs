@@ -15,7 +15,9 @@ use std::sync::mpsc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{example, handoff_bin, temp_dir, wait_timeout, write_script, DEADLINE};
+use crate::harness::{
+    example, handoff_bin, run_command, temp_dir, wait_timeout, write_script, DEADLINE,
+};
 
 /// A pipe; both ends close on exec, a child gets the write end as stdio.
 fn pipe() -> (OwnedFd, OwnedFd) {
@@ -32,13 +34,8 @@ struct Piped {
 
 impl Piped {
     fn start(dir: &Path, args: &[&str], stderr: OwnedFd, stdout: Option<OwnedFd>) -> Piped {
-        let mut cmd = Command::new(handoff_bin());
-        cmd.arg("run")
-            .arg("--control")
-            .arg(dir.join("control.sock"))
-            .args(args)
-            .env("HANDOFF_LOG", "debug")
-            .stdin(Stdio::null())
+        let mut cmd = run_command(handoff_bin(), dir);
+        cmd.args(args)
             .stderr(Stdio::from(stderr))
             .stdout(stdout.map_or_else(Stdio::null, Stdio::from));
         let child = cmd.spawn().expect("handoff starts");

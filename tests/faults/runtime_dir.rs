@@ -9,24 +9,20 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{client, example, handoff_bin, temp_dir, write_executable, Handoff};
+use crate::harness::{
+    client, example, handoff_bin, run_command, temp_dir, write_executable, Handoff,
+};
 
 /// `BINARY run --control DIR/control.sock --listen http=tcp://127.0.0.1:0
 /// -- hello`, started with `umask` and XDG_RUNTIME_DIR=`base`, serving.
 fn start(binary: &Path, dir: &Path, base: &Path, umask: libc::mode_t) -> Handoff {
-    let mut cmd = Command::new(binary);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+    let mut cmd = run_command(binary, dir);
+    cmd.args(["--listen", "http=tcp://127.0.0.1:0", "--"])
         .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .env("XDG_RUNTIME_DIR", base)
-        .stdin(Stdio::null());
+        .env("XDG_RUNTIME_DIR", base);
     // SAFETY: umask(2) is async-signal-safe and touches no memory; it is
     // all the child does between fork and exec here.
     unsafe {

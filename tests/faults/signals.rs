@@ -6,12 +6,11 @@ use handoff::sys::children_of;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 
-use crate::harness::{example, handoff_bin, restart, temp_dir, Handoff, DEADLINE};
+use crate::harness::{example, handoff_bin, restart, run_command, temp_dir, Handoff, DEADLINE};
 
 /// SigBlk and SigIgn of a process, from /proc/PID/status; None once it is
 /// gone.
@@ -34,13 +33,8 @@ fn parse_masks(text: &str) -> (u64, u64) {
 /// `handoff run ARGS`, started the way a careless parent would: SIGTERM,
 /// SIGHUP, SIGINT and SIGUSR2 blocked, SIGHUP, SIGUSR1 and SIGQUIT ignored.
 fn start_with_signals_blocked(dir: &Path, args: &[&str]) -> Handoff {
-    let mut cmd = Command::new(handoff_bin());
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.join("control.sock"))
-        .args(args)
-        .env("HANDOFF_LOG", "debug")
-        .stdin(Stdio::null());
+    let mut cmd = run_command(handoff_bin(), dir);
+    cmd.args(args);
     // SAFETY: runs between fork and exec; sigprocmask and sigaction are
     // async-signal-safe and nothing is allocated.
     unsafe {

@@ -3,13 +3,14 @@
 //! for, or one asked for another pid (item 12).
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Command, Stdio};
 
 use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::signal::Signal;
 
 use crate::activator::{activate, NotifySocket};
-use crate::harness::{client, example, get_from_generation, handoff_bin, temp_dir, Handoff};
+use crate::harness::{
+    client, example, get_from_generation, handoff_bin, run_command, temp_dir, Handoff,
+};
 
 /// "socket:[INODE]", as /proc/PID/fd/N names a socket.
 fn socket_name(fd: impl AsFd) -> String {
@@ -23,18 +24,13 @@ fn stale_listen_variables_for_another_pid_are_left_alone() {
     let stale = OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
     let stale_name = socket_name(&stale);
     let hello = example("hello");
-    let mut cmd = Command::new(handoff_bin());
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+    let mut cmd = run_command(handoff_bin(), dir.path());
+    cmd.args(["--listen", "http=tcp://127.0.0.1:0", "--"])
         .arg(&hello)
-        .env("HANDOFF_LOG", "debug")
         // Meant for pid 1, and naming a socket the config does not have.
         .env("LISTEN_FDS", "1")
         .env("LISTEN_PID", "1")
-        .env("LISTEN_FDNAMES", "x")
-        .stdin(Stdio::null());
+        .env("LISTEN_FDNAMES", "x");
     cmd.fd_mappings(vec![FdMapping {
         parent_fd: stale,
         child_fd: 3,

@@ -17,6 +17,19 @@ pub fn handoff_bin() -> &'static str {
 
 /// An example binary; `cargo test` builds the examples next to the test
 /// binaries' directory.
+/// `BINARY run --control DIR/control.sock`, logging at debug level with
+/// stdin closed: how every test starts a supervisor; callers add their
+/// flags (and the program) after it.
+pub fn run_command(binary: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg("run")
+        .arg("--control")
+        .arg(dir.join("control.sock"))
+        .env("HANDOFF_LOG", "debug")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A copy of the handoff binary that a test can replace, as a deploy
 /// replaces the installed one. Copied by `cp`, not in this process: a file
 /// open for writing here is inherited by whatever another test thread
@@ -35,14 +48,9 @@ pub fn installed_copy(dir: &Path) -> PathBuf {
 
 /// `INSTALLED run --listen http=tcp://127.0.0.1:0 -- hello`, serving.
 pub fn start_installed(installed: &Path, dir: &Path) -> Handoff {
-    let mut cmd = Command::new(installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.join("control.sock"))
-        .args(["--listen", "http=tcp://127.0.0.1:0", "--"])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(Stdio::null());
+    let mut cmd = run_command(installed, dir);
+    cmd.args(["--listen", "http=tcp://127.0.0.1:0", "--"])
+        .arg(example("hello"));
     let mut h = Handoff::spawn(cmd, dir);
     h.wait_generation(1);
     h
@@ -142,13 +150,8 @@ pub struct Handoff {
 impl Handoff {
     /// `handoff run --control DIR/control.sock ARGS...`
     pub fn start(dir: &Path, args: &[&str]) -> Handoff {
-        let mut cmd = Command::new(handoff_bin());
-        cmd.arg("run")
-            .arg("--control")
-            .arg(dir.join("control.sock"))
-            .args(args)
-            .env("HANDOFF_LOG", "debug")
-            .stdin(Stdio::null());
+        let mut cmd = run_command(handoff_bin(), dir);
+        cmd.args(args);
         Handoff::spawn(cmd, dir)
     }
 

@@ -4,8 +4,8 @@ use nix::sys::signal::Signal;
 
 use crate::activator::{activate_binary, NotifySocket};
 use crate::harness::{
-    client, example, get, handoff_bin, installed_copy, restart, start_installed, temp_dir,
-    write_executable, Handoff,
+    client, example, get, handoff_bin, installed_copy, restart, run_command, start_installed,
+    temp_dir, write_executable, Handoff,
 };
 use crate::load::Load;
 
@@ -183,22 +183,17 @@ fn a_readiness_probe_running_at_an_upgrade_is_not_left_behind() {
     // A probe that runs until the test says go: at the upgrade, it is
     // certainly running, a child of the old supervisor.
     let probe = format!("while [ ! -e {} ]; do sleep 0.05; done", go.display());
-    let mut cmd = std::process::Command::new(&installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args([
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--ready",
-            "exec",
-            "--ready-command",
-            &probe,
-            "--",
-        ])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
+    let mut cmd = run_command(&installed, dir.path());
+    cmd.args([
+        "--listen",
+        "http=tcp://127.0.0.1:0",
+        "--ready",
+        "exec",
+        "--ready-command",
+        &probe,
+        "--",
+    ])
+    .arg(example("hello"));
     let mut h = Handoff::spawn(cmd, dir.path());
     h.wait_log("starting generation 1");
     assert_eq!(h.status().workers[0].state, "starting");

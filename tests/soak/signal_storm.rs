@@ -15,7 +15,7 @@ use handoff::control::ClientError;
 use handoff::protocol::{ErrorKind, Request, Response};
 use nix::sys::signal::Signal;
 
-use crate::harness::{example, installed_copy, temp_dir, Handoff, DEADLINE};
+use crate::harness::{example, installed_copy, run_command, temp_dir, Handoff, DEADLINE};
 use crate::load::Load;
 use crate::procs::{assert_no_zombie, steady_blocked, stop_and_check_port};
 use handoff::sys::children_of;
@@ -168,28 +168,23 @@ fn a_storm_of_sighup_and_sigusr2_with_restart_clients_fails_no_request() {
     let started = Instant::now();
     let dir = temp_dir();
     let installed = installed_copy(dir.path());
-    let mut cmd = std::process::Command::new(&installed);
-    cmd.arg("run")
-        .arg("--control")
-        .arg(dir.path().join("control.sock"))
-        .args([
-            "--listen",
-            "http=tcp://127.0.0.1:0",
-            "--workers",
-            "4",
-            "--strategy",
-            "rolling",
-            "--min-ready-time",
-            "20ms",
-            // A child started with SIGTERM blocked cannot drain: with a
-            // long drain timeout it is still there when the storm ends.
-            "--drain-timeout",
-            "25s",
-            "--",
-        ])
-        .arg(example("hello"))
-        .env("HANDOFF_LOG", "debug")
-        .stdin(std::process::Stdio::null());
+    let mut cmd = run_command(&installed, dir.path());
+    cmd.args([
+        "--listen",
+        "http=tcp://127.0.0.1:0",
+        "--workers",
+        "4",
+        "--strategy",
+        "rolling",
+        "--min-ready-time",
+        "20ms",
+        // A child started with SIGTERM blocked cannot drain: with a
+        // long drain timeout it is still there when the storm ends.
+        "--drain-timeout",
+        "25s",
+        "--",
+    ])
+    .arg(example("hello"));
     let mut h = Handoff::spawn(cmd, dir.path());
     h.wait_generation(1);
     let supervisor = h.child.id();
