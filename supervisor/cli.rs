@@ -316,6 +316,7 @@ fn parse_listen(s: &str) -> Result<SocketSpec, String> {
         backlog: None,
         reuse_port: false,
         mode: None,
+        handover: None,
     })
 }
 

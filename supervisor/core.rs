@@ -17,6 +17,7 @@
 
 pub mod effects;
 pub mod generation;
+mod handover;
 pub mod phase;
 mod report;
 pub mod request;
@@ -24,6 +25,7 @@ mod requests;
 mod rollout;
 pub mod slot;
 pub mod snapshot;
+pub mod steering;
 pub mod worker;
 pub mod workers;
 
@@ -40,6 +42,7 @@ pub use phase::{Phase, StopCause};
 pub use request::{Asked, Asker, RestartWaiter, Waiter};
 pub use slot::{Crashes, Occupant, Respawn, Slot, SlotState};
 pub use snapshot::CoreSnapshot;
+pub use steering::{Attach, Steering};
 pub use worker::{Worker, WorkerId, WorkerState};
 
 use crate::protocol::{ErrorKind, Response, RestartReport};
@@ -63,6 +66,8 @@ pub struct Core {
     ids: Ids,
     /// Why the last restart failed, until one succeeds (for STATUS=).
     last_failure: Option<String>,
+    /// The SO_REUSEPORT groups of the steered sockets (`handover.rs`).
+    steering: Steering,
 }
 
 /// The numbers the core hands out; never reused.
@@ -211,20 +216,32 @@ impl Core {
         self.draining.push(worker);
     }
 
-    /// Every socket some worker or the next generation has, once each.
+    /// Every socket the next generation or a live one (serving, starting,
+    /// draining, waiting to respawn) has, once each.
     pub fn held_sockets(&self) -> Vec<Arc<BoundSocket>> {
-        let mut seen: Vec<Arc<BoundSocket>> = Vec::new();
-        let held = self.workers().flat_map(|w| w.generation.sockets.iter());
-        for socket in self.next.sockets.iter().chain(held) {
-            if !seen.iter().any(|s| Arc::ptr_eq(s, socket)) {
-                seen.push(socket.clone());
+        let mut seen: Vec<Arc<BoundSocket>> = self.next.sockets.to_vec();
+        for socket in self.generation_sockets() {
+            if !seen.iter().any(|s| Arc::ptr_eq(s, &socket)) {
+                seen.push(socket);
             }
         }
         seen
     }
 
-    fn check_sockets(&self, fx: &mut dyn Effects) {
-        fx.check_sockets(&self.held_sockets());
+    /// Makes the listeners a child shut down listen again; a revived
+    /// steered socket is at the end of its group now.
+    pub fn check_sockets(&mut self, fx: &mut dyn Effects) {
+        let revived = fx.check_sockets(&self.held_sockets());
+        for socket in &revived {
+            self.steering.rejoin(socket);
+        }
+        if !revived.is_empty() {
+            self.steer(fx);
+        }
+    }
+
+    pub fn steering(&self) -> &Steering {
+        &self.steering
     }
 }
 

@@ -238,6 +238,7 @@ fn socket_from_raw(
             backlog,
             reuse_port: raw.reuse_port.unwrap_or(false),
             mode,
+            handover: None,
         }),
         _ => Err(errors),
     }

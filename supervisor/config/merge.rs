@@ -204,6 +204,8 @@ pub(super) fn finish(
         respawn_backoff_max,
         workers: flags.workers.or(file_program.workers).unwrap_or(1),
         strategy: Strategy::AllAtOnce,
+        handover_settle: crate::config::DEFAULT_HANDOVER_SETTLE,
+        handover_timeout: crate::config::DEFAULT_HANDOVER_TIMEOUT,
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

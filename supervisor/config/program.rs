@@ -54,6 +54,14 @@ pub struct ProgramSpec {
     pub respawn_backoff_max: Duration,
     pub workers: usize,
     pub strategy: Strategy,
+    /// How long an old generation's steered socket must have had an empty
+    /// accept queue, after new connections went to the new generation,
+    /// before the old one is told to stop.
+    #[serde(default = "default_handover_settle")]
+    pub handover_settle: Duration,
+    /// The most that wait may take.
+    #[serde(default = "default_handover_timeout")]
+    pub handover_timeout: Duration,
 }
 
 /// How a new child proves it serves. A TCP probe cannot: the supervisor owns
@@ -79,6 +87,16 @@ pub const DEFAULT_MIN_READY_TIME: Duration = Duration::from_millis(250);
 
 fn default_min_ready_time() -> Duration {
     DEFAULT_MIN_READY_TIME
+}
+pub const DEFAULT_HANDOVER_SETTLE: Duration = Duration::from_millis(100);
+
+fn default_handover_settle() -> Duration {
+    DEFAULT_HANDOVER_SETTLE
+}
+pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn default_handover_timeout() -> Duration {
+    DEFAULT_HANDOVER_TIMEOUT
 }
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_READY_DELAY: Duration = Duration::from_secs(1);

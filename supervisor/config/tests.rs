@@ -164,6 +164,7 @@ fn a_flag_socket_replaces_the_file_socket_where_it_stood() {
             backlog: None,
             reuse_port: false,
             mode: None,
+            handover: None,
         }],
         ..Overrides::default()
     };

@@ -13,7 +13,8 @@ use super::generation::Generation;
 use super::request::Waiter;
 use super::worker::{Worker, WorkerId};
 use crate::protocol::Response;
-use crate::sockets::BoundSocket;
+use super::steering::Attach;
+use crate::sockets::{BindError, BoundSocket};
 use crate::spawn::SpawnError;
 
 /// Timers the core arms; each comes back as an input when due. A timer of
@@ -30,6 +31,8 @@ pub enum Timer {
     RespawnDue { slot: usize, token: u64 },
     /// A restart's ready batch has stayed up for `min_ready_time`.
     Settled { generation: u64, token: u64 },
+    /// Time to look at the old sockets' queues during a hand-over.
+    HandOver { generation: u64, token: u64 },
 }
 
 impl Timer {
@@ -37,7 +40,7 @@ impl Timer {
     pub fn worker(&self) -> Option<WorkerId> {
         match self {
             Timer::ReadyDeadline(id) | Timer::DrainDeadline(id) => Some(*id),
-            Timer::RespawnDue { .. } | Timer::Settled { .. } => None,
+            Timer::RespawnDue { .. } | Timer::Settled { .. } | Timer::HandOver { .. } => None,
         }
     }
 }
@@ -103,6 +106,20 @@ pub trait Effects {
     fn answer(&mut self, reply: Waiter, response: Response);
 
     /// Makes the sockets that a child shut down listen again (a cheap check,
-    /// done when a worker exits and when a restart starts and ends).
-    fn check_sockets(&mut self, sockets: &[Arc<BoundSocket>]);
+    /// done when a worker exits and when a restart starts and ends), and
+    /// returns those it revived.
+    fn check_sockets(&mut self, sockets: &[Arc<BoundSocket>]) -> Vec<Arc<BoundSocket>>;
+
+    /// Binds and listens on a new socket for `socket`'s address, in its
+    /// SO_REUSEPORT group, for a new generation.
+    fn sibling(&mut self, socket: &Arc<BoundSocket>) -> Result<Arc<BoundSocket>, BindError>;
+
+    /// Takes a steered socket out of its group now; the core drops it next.
+    fn release(&mut self, socket: &Arc<BoundSocket>);
+
+    /// Attaches a steering program to a group.
+    fn steer(&mut self, attach: &Attach);
+
+    /// How many connections wait in these sockets' accept queues.
+    fn queued(&mut self, sockets: &[Arc<BoundSocket>]) -> u32;
 }

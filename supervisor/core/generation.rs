@@ -7,11 +7,8 @@ use crate::config::ProgramSpec;
 use crate::sockets::SocketSet;
 
 /// What one generation runs: its number, its program, its sockets. Workers
-/// share it; a socket closes once no generation that has it is left.
-///
-/// Where a generation gets sockets of its own (one listener per generation,
-/// steered between them), they belong here: everything that starts, serves
-/// or drains a generation already goes through this type.
+/// share it; a shared socket closes once no generation that has it is
+/// left, a steered one (its own) when the generation is gone.
 #[derive(Debug)]
 pub struct Generation {
     pub number: u64,
@@ -28,11 +25,14 @@ pub struct Next {
 }
 
 impl Next {
-    pub fn generation(&self, number: u64) -> Generation {
+    /// Generation `number` of this program, on `sockets` (the next
+    /// generation's, or new ones beside the steered ones:
+    /// `core/handover.rs`).
+    pub fn generation(&self, number: u64, sockets: SocketSet) -> Generation {
         Generation {
             number,
             spec: self.spec.clone(),
-            sockets: self.sockets.clone(),
+            sockets,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct Rollout {
     /// The batch is ready and waits out `min_ready_time` before it is
     /// committed.
     pub settling: Option<Settling>,
+    /// The batch is ready, new connections go to it, and its commit waits
+    /// for the old generation's sockets to be quiet (`core/handover.rs`).
+    pub handover: Option<HandOver>,
     pub waiters: Vec<RestartWaiter>,
 }
 
@@ -84,6 +87,19 @@ pub struct Settling {
     /// Names the timer that ends the wait.
     pub token: u64,
     pub since: Instant,
+}
+
+/// A batch's wait for the old sockets' queues to empty.
+#[derive(Debug)]
+pub struct HandOver {
+    /// Names the timer of the next check: a stale one is ignored.
+    pub token: u64,
+    /// When new connections went to the new generation.
+    pub since: Instant,
+    /// Since when every old socket was seen with an empty queue.
+    pub quiet_since: Option<Instant>,
+    /// The old generations' steered sockets that no longer get connections.
+    pub sockets: Vec<Arc<crate::sockets::BoundSocket>>,
 }
 
 /// Why the supervisor stops.

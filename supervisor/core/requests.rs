@@ -15,6 +15,12 @@ impl Core {
     /// cannot be started is fatal here: those already started are killed.
     pub fn start(&mut self, fx: &mut dyn Effects) -> Result<(), LaunchError> {
         let generation = self.serving.clone();
+        for socket in generation.sockets.iter() {
+            self.steering.join(socket);
+        }
+        // Before any worker accepts: the group's program is there before a
+        // second socket joins it.
+        self.steer(fx);
         tracing::info!(
             "starting generation {}: {}",
             generation.number,
@@ -41,6 +47,12 @@ impl Core {
     /// never a SIGKILL mid-request before `drain_timeout`. The next
     /// generation keeps the new count.
     pub fn scale(&mut self, fx: &mut dyn Effects, workers: usize) -> Response {
+        let answer = self.rescale(fx, workers);
+        self.tidy_sockets(fx);
+        answer
+    }
+
+    fn rescale(&mut self, fx: &mut dyn Effects, workers: usize) -> Response {
         match &self.phase {
             Phase::Stopping { .. } => return shutting_down(),
             Phase::Rolling { rollout, .. } => {
@@ -136,6 +148,11 @@ impl Core {
             return;
         }
         self.next = next;
+        // A socket the reload bound for an address already steered joined
+        // that group when it listened.
+        for socket in self.next.sockets.clone().iter() {
+            self.steering.join(socket);
+        }
         self.restart(fx, asked);
     }
 

@@ -27,6 +27,11 @@ use crate::protocol::{ErrorKind, Response, RestartReport};
 impl Core {
     /// A restart request, from a control client or SIGHUP.
     pub fn restart(&mut self, fx: &mut dyn Effects, asked: Asked<RestartWaiter>) {
+        self.begin_restart(fx, asked);
+        self.tidy_sockets(fx);
+    }
+
+    fn begin_restart(&mut self, fx: &mut dyn Effects, asked: Asked<RestartWaiter>) {
         match &mut self.phase {
             Phase::Stopping { .. } => {
                 if let Asked::Client(w) = asked {
@@ -67,7 +72,12 @@ impl Core {
     fn start_rollout(&mut self, fx: &mut dyn Effects, waiters: Vec<RestartWaiter>) {
         self.check_sockets(fx);
         self.ids.last_generation += 1;
-        let generation = Arc::new(self.next.generation(self.ids.last_generation));
+        let number = self.ids.last_generation;
+        let (sockets, failure) = match self.open_sockets(fx, number) {
+            Ok(sockets) => (sockets, None),
+            Err(reason) => (self.next.sockets.clone(), Some(reason)),
+        };
+        let generation = Arc::new(self.next.generation(number, sockets));
         let workers = generation.spec.workers;
         tracing::info!(
             "restart: starting generation {} ({} worker(s), {})",
@@ -92,14 +102,18 @@ impl Core {
                 ready_at: None,
                 drained: Vec::new(),
                 settling: None,
+                handover: None,
                 waiters,
             },
             queued: Queue::default(),
         };
+        if let Some(reason) = failure {
+            return self.fail_rollout(fx, reason, ErrorKind::RestartFailed, None);
+        }
         self.start_next_batch(fx);
     }
 
-    fn rollout_mut(&mut self) -> &mut Rollout {
+    pub(super) fn rollout_mut(&mut self) -> &mut Rollout {
         match &mut self.phase {
             Phase::Rolling { rollout, .. } => rollout,
             _ => unreachable!("only called while a rollout is in progress"),
@@ -141,7 +155,7 @@ impl Core {
         let Phase::Rolling { rollout, .. } = &self.phase else {
             return;
         };
-        if rollout.settling.is_some() {
+        if rollout.settling.is_some() || rollout.handover.is_some() {
             return;
         }
         let all_ready = rollout
@@ -161,7 +175,7 @@ impl Core {
         let rollout = self.rollout_mut();
         rollout.ready_at = Some(now);
         if hold.is_zero() || !replaces {
-            return self.commit_batch(fx);
+            return self.hand_over_or_commit(fx);
         }
         rollout.settling = Some(Settling { token, since: now });
         let generation = rollout.generation.number;
@@ -175,20 +189,32 @@ impl Core {
             if rollout.generation.number == generation
                 && rollout.settling.is_some_and(|s| s.token == token));
         if current {
+            self.hand_over_or_commit(fx);
+        }
+    }
+
+    /// The batch is ready (and stayed up): where the old generation has
+    /// sockets of its own, new connections go to the new one first, and
+    /// the commit waits for the old sockets to be quiet (`handover.rs`).
+    fn hand_over_or_commit(&mut self, fx: &mut dyn Effects) {
+        if !self.begin_handover(fx) {
             self.commit_batch(fx);
         }
     }
 
     /// Every new worker of the batch takes its slot; the old ones drain.
-    fn commit_batch(&mut self, fx: &mut dyn Effects) {
+    pub(super) fn commit_batch(&mut self, fx: &mut dyn Effects) {
         let now = fx.now();
         let Phase::Rolling { rollout, .. } = &mut self.phase else {
             unreachable!("only called while a rollout is in progress")
         };
+        // The hold since the batch was ready: `min_ready_time`, then the
+        // hand-over's wait for the old sockets to be quiet.
+        rollout.settling = None;
+        rollout.handover = None;
         let held = rollout
-            .settling
-            .take()
-            .map_or(Duration::ZERO, |s| now.duration_since(s.since));
+            .ready_at
+            .map_or(Duration::ZERO, |ready| now.duration_since(ready));
         let batch = std::mem::take(&mut rollout.batch);
         let mut slowest = Duration::ZERO;
         for &s in &batch {

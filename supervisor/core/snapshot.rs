@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::phase::Phase;
 use super::slot::{Crashes, Occupant, Slot, SlotState};
-use super::{Core, Effects, Generation, Ids, Next, Timer, Worker, WorkerState};
+use super::{Core, Effects, Generation, Ids, Next, Steering, Timer, Worker, WorkerState};
 use crate::config::ProgramSpec;
 use crate::sockets::{BoundSocket, SocketSet};
 
@@ -32,6 +32,10 @@ pub struct CoreSnapshot {
     pub slots: Vec<SlotSnapshot>,
     pub draining: Vec<WorkerSnapshot>,
     pub last_failure: Option<String>,
+    /// Each SO_REUSEPORT group of steered sockets, its members in the
+    /// kernel's order (the sockets travel by fd, so the order holds).
+    #[serde(default)]
+    pub steering: Vec<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +116,7 @@ impl CoreSnapshot {
             slots: Vec::new(),
             draining: Vec::new(),
             last_failure: None,
+            steering: Vec::new(),
         }
     }
 
@@ -132,6 +137,7 @@ impl CoreSnapshot {
             g.sockets.iter().try_for_each(socket)?;
         }
         self.next.sockets.iter().try_for_each(socket)?;
+        self.steering.iter().flatten().try_for_each(socket)?;
         let known = |n: u64| {
             if self.generations.iter().any(|g| g.number == n) {
                 Ok(())
@@ -260,6 +266,13 @@ impl Core {
                 next_token: 1,
             },
             last_failure: snapshot.last_failure.clone(),
+            steering: Steering::from_groups(
+                snapshot
+                    .steering
+                    .iter()
+                    .map(|g| g.iter().map(|&i| sockets[i].clone()).collect())
+                    .collect(),
+            ),
         })
     }
 
@@ -294,6 +307,10 @@ impl Core {
             let respawn = self.arm_respawn(fx, slot, generation, delay);
             self.slots[slot].set_occupant(Occupant::Respawning(respawn));
         }
+        // The programs are the kernel's and survived; attaching them again
+        // is harmless, and makes sure they match the order handed on.
+        self.steering.forget_programs();
+        self.tidy_sockets(fx);
     }
 
     /// The state as data, for the new binary; `socket` gives each socket's
@@ -366,6 +383,11 @@ impl Core {
                 .collect(),
             draining: self.draining.iter().map(worker).collect(),
             last_failure: self.last_failure.clone(),
+            steering: self
+                .steering
+                .groups()
+                .map(|g| g.map(&mut *socket).collect())
+                .collect(),
         }
     }
 }

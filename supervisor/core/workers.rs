@@ -34,6 +34,11 @@ pub enum WorkerEvent {
 
 impl Core {
     pub fn on_worker(&mut self, fx: &mut dyn Effects, id: WorkerId, event: WorkerEvent) {
+        self.on_worker_event(fx, id, event);
+        self.tidy_sockets(fx);
+    }
+
+    fn on_worker_event(&mut self, fx: &mut dyn Effects, id: WorkerId, event: WorkerEvent) {
         // A late event about a worker already gone is ignored.
         let Some(place) = self.locate(id) else { return };
         match event {
@@ -58,6 +63,11 @@ impl Core {
     }
 
     pub fn on_timer(&mut self, fx: &mut dyn Effects, timer: Timer) {
+        self.on_timer_due(fx, timer);
+        self.tidy_sockets(fx);
+    }
+
+    fn on_timer_due(&mut self, fx: &mut dyn Effects, timer: Timer) {
         match timer {
             Timer::ReadyDeadline(id) => {
                 if let Some(place) = self.locate(id) {
@@ -71,6 +81,9 @@ impl Core {
             }
             Timer::RespawnDue { slot, token } => self.on_respawn_due(fx, slot, token),
             Timer::Settled { generation, token } => self.on_settled(fx, generation, token),
+            Timer::HandOver { generation, token } => {
+                self.on_handover_check(fx, generation, token)
+            }
         }
     }
 
@@ -117,8 +130,8 @@ impl Core {
                     _ => "before it was ready".to_string(),
                 };
                 let reason = format!("{worker} {why} {when}");
-                self.check_sockets(fx);
                 let id = worker.id;
+                self.check_sockets(fx);
                 self.fail_rollout(fx, reason, ErrorKind::RestartFailed, Some(id));
             }
             Place::Active(slot) => {

@@ -13,14 +13,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::watch::{self, Watched, Watchers};
 use super::Event;
 use crate::core::{
-    Effects, Generation, LaunchError, Launched, Leftover, Timer, Waiter, Worker, WorkerId,
+    Attach, Effects, Generation, LaunchError, Launched, Leftover, Timer, Waiter, Worker, WorkerId,
     WorkerState,
 };
 use crate::groups::{Leftovers, Outcome};
 use crate::notify::NotifySocket;
 use crate::protocol::Response;
 use crate::runtime_dir::RuntimeDir;
-use crate::sockets::BoundSocket;
+use crate::sockets::{BindError, BoundSocket};
 
 pub struct Executor {
     runtime_dir: RuntimeDir,
@@ -203,18 +203,22 @@ impl Effects for Executor {
 
     /// Makes every held TCP listener that a child shut down listen again,
     /// loudly (see [`BoundSocket::relisten_if_shut_down`]).
-    fn check_sockets(&mut self, sockets: &[Arc<BoundSocket>]) {
+    fn check_sockets(&mut self, sockets: &[Arc<BoundSocket>]) -> Vec<Arc<BoundSocket>> {
+        let mut revived = Vec::new();
         for socket in sockets {
             match socket.relisten_if_shut_down() {
                 Ok(false) => {}
-                Ok(true) => tracing::error!(
-                    "socket {} ({}) had stopped listening: a child called shutdown() on the shared listener, \
-                     which refuses every new connection for all generations (a server must only close its copy); \
-                     it listens again (revived {} time(s))",
-                    socket.spec.name,
-                    socket.local,
-                    socket.revived()
-                ),
+                Ok(true) => {
+                    tracing::error!(
+                        "socket {} ({}) had stopped listening: a child called shutdown() on the listener, \
+                         which refuses every new connection for all the generations that share it \
+                         (a server must only close its copy); it listens again (revived {} time(s))",
+                        socket.spec.name,
+                        socket.local,
+                        socket.revived()
+                    );
+                    revived.push(socket.clone());
+                }
                 Err(e) => tracing::error!(
                     "socket {} ({}) is not listening and cannot listen again: {e}; restart handoff to bind it anew",
                     socket.spec.name,
@@ -222,5 +226,68 @@ impl Effects for Executor {
                 ),
             }
         }
+        revived
+    }
+
+    fn sibling(&mut self, socket: &Arc<BoundSocket>) -> Result<Arc<BoundSocket>, BindError> {
+        let sibling = socket.sibling()?;
+        tracing::debug!(
+            "socket {}: a new socket on {} for the next generation",
+            socket.spec.name,
+            socket.local
+        );
+        Ok(Arc::new(sibling))
+    }
+
+    fn release(&mut self, socket: &Arc<BoundSocket>) {
+        let queued = socket.queued().unwrap_or(0);
+        if let Err(e) = socket.leave_group() {
+            tracing::error!(
+                "socket {} ({}): cannot take an old generation's socket out of its group: {e}",
+                socket.spec.name,
+                socket.local
+            );
+        }
+        if queued > 0 {
+            tracing::warn!(
+                "socket {} ({}): {queued} connection(s) still waited on an old generation's socket when it closed: {}",
+                socket.spec.name,
+                socket.local,
+                match crate::steer::migrate_req() {
+                    Some(true) => "net.ipv4.tcp_migrate_req = 1 moved them to the newer generation's socket",
+                    _ => "they were reset (net.ipv4.tcp_migrate_req = 1 would move them to the newer generation's socket)",
+                }
+            );
+        }
+    }
+
+    fn steer(&mut self, attach: &Attach) {
+        let program = match attach.targets.as_slice() {
+            [(index, _)] => crate::steer::to(*index),
+            targets => match crate::steer::split(targets) {
+                Ok(program) => program,
+                Err(e) => {
+                    tracing::error!("socket {}: cannot steer: {e}", attach.via.spec.name);
+                    return;
+                }
+            },
+        };
+        match crate::steer::attach(&*attach.via, &program) {
+            Ok(()) => tracing::debug!(
+                "socket {} ({}): new connections go to {:?} (index, weight)",
+                attach.via.spec.name,
+                attach.via.local,
+                attach.targets
+            ),
+            Err(e) => tracing::error!(
+                "socket {} ({}): cannot steer new connections to the new generation: {e}",
+                attach.via.spec.name,
+                attach.via.local
+            ),
+        }
+    }
+
+    fn queued(&mut self, sockets: &[Arc<BoundSocket>]) -> u32 {
+        sockets.iter().filter_map(|s| s.queued()).sum()
     }
 }

@@ -41,7 +41,6 @@ impl Supervisor {
     /// Revives the held listeners a child shut down (see
     /// `Effects::check_sockets`).
     pub fn check_sockets(&mut self) {
-        use crate::core::Effects;
-        self.fx.check_sockets(&self.core.held_sockets());
+        self.core.check_sockets(&mut self.fx);
     }
 }

@@ -120,6 +120,19 @@ pub struct SocketSpec {
     pub reuse_port: bool,
     /// Permission bits of a unix socket file.
     pub mode: Option<u32>,
+    /// How generations share the address; `None`: steer where it works.
+    #[serde(default)]
+    pub handover: Option<Handover>,
+}
+
+/// How the generations of a server get their connections on one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handover {
+    /// A socket per generation, new connections steered to the newest.
+    Steer,
+    /// One socket for every generation.
+    Shared,
 }
 
 /// Checks a socket name: it travels in LISTEN_FDNAMES, which is

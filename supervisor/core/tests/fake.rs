@@ -43,6 +43,13 @@ pub enum Effect {
     Timer(Duration, Timer),
     Gone(WorkerId, Leftover),
     Answer(Response),
+    /// A new socket beside socket `serial` (the fake's numbering: the
+    /// order in which it first saw each socket), numbered `new`.
+    Sibling { of: usize, new: usize },
+    /// Socket `serial` left its group.
+    Release(usize),
+    /// A program through socket `via`, to these `(index, weight)`.
+    Steer { via: usize, targets: Vec<(u32, u32)> },
 }
 
 pub struct Fx {
@@ -55,6 +62,10 @@ pub struct Fx {
     failures: usize,
     /// Every timer armed, with when it is due (the latest arming wins).
     armed: BTreeMap<String, Instant>,
+    /// Every socket seen, its index its serial number in effects.
+    pub sockets: Vec<Arc<BoundSocket>>,
+    /// What `queued` answers, per socket serial (0 where not set).
+    pub queues: BTreeMap<usize, u32>,
 }
 
 impl Fx {
@@ -66,6 +77,8 @@ impl Fx {
             ok_first: 0,
             failures: 0,
             armed: BTreeMap::new(),
+            sockets: Vec::new(),
+            queues: BTreeMap::new(),
         }
     }
 
@@ -87,6 +100,17 @@ impl Fx {
     pub fn fail_launches_after(&mut self, ok: usize, n: usize) {
         self.ok_first = ok;
         self.failures = n;
+    }
+
+    /// The serial number of `socket` (given when first seen).
+    pub fn serial(&mut self, socket: &Arc<BoundSocket>) -> usize {
+        match self.sockets.iter().position(|s| Arc::ptr_eq(s, socket)) {
+            Some(i) => i,
+            None => {
+                self.sockets.push(socket.clone());
+                self.sockets.len() - 1
+            }
+        }
     }
 
     /// When `timer` was armed to go off, if it was.
@@ -157,7 +181,43 @@ impl Effects for Fx {
         let _ = reply.send(response);
     }
 
-    fn check_sockets(&mut self, _sockets: &[Arc<BoundSocket>]) {}
+    fn check_sockets(&mut self, _sockets: &[Arc<BoundSocket>]) -> Vec<Arc<BoundSocket>> {
+        Vec::new()
+    }
+
+    /// A real socket: the core's bookkeeping is checked against the
+    /// kernel's in `steer/tests.rs`; here only the calls matter.
+    fn sibling(
+        &mut self,
+        socket: &Arc<BoundSocket>,
+    ) -> Result<Arc<BoundSocket>, crate::sockets::BindError> {
+        let sibling = Arc::new(socket.sibling()?);
+        let of = self.serial(socket);
+        let new = self.serial(&sibling);
+        self.effects.push(Effect::Sibling { of, new });
+        Ok(sibling)
+    }
+
+    fn release(&mut self, socket: &Arc<BoundSocket>) {
+        let serial = self.serial(socket);
+        self.effects.push(Effect::Release(serial));
+    }
+
+    fn steer(&mut self, attach: &crate::core::Attach) {
+        let via = self.serial(&attach.via);
+        self.effects.push(Effect::Steer {
+            via,
+            targets: attach.targets.clone(),
+        });
+    }
+
+    fn queued(&mut self, sockets: &[Arc<BoundSocket>]) -> u32 {
+        let serials: Vec<usize> = sockets.iter().map(|s| self.serial(s)).collect();
+        serials
+            .iter()
+            .map(|i| self.queues.get(i).copied().unwrap_or(0))
+            .sum()
+    }
 }
 
 /// The program the tests run: the config's defaults, `workers` of them.
@@ -175,6 +235,8 @@ pub fn spec(workers: usize) -> ProgramSpec {
         respawn_backoff_max: DEFAULT_RESPAWN_BACKOFF_MAX,
         workers,
         strategy: Strategy::AllAtOnce,
+        handover_settle: crate::config::DEFAULT_HANDOVER_SETTLE,
+        handover_timeout: crate::config::DEFAULT_HANDOVER_TIMEOUT,
     }
 }
 
@@ -222,8 +284,16 @@ pub struct Harness {
 impl Harness {
     /// A core for `spec`, restored as boot does, not started.
     pub fn new(spec: ProgramSpec) -> Harness {
-        let fx = Fx::new();
-        let core = Core::restore(&CoreSnapshot::first(spec, 0), &[], fx.now)
+        Harness::with_sockets(spec, Vec::new())
+    }
+
+    /// A core for `spec` on `sockets` (serials 0.. in the fake), not started.
+    pub fn with_sockets(spec: ProgramSpec, sockets: Vec<Arc<BoundSocket>>) -> Harness {
+        let mut fx = Fx::new();
+        for s in &sockets {
+            fx.serial(s);
+        }
+        let core = Core::restore(&CoreSnapshot::first(spec, sockets.len()), &sockets, fx.now)
             .expect("the first snapshot is valid");
         let t0 = fx.now;
         Harness { core, fx, t0 }
@@ -232,8 +302,13 @@ impl Harness {
     /// Started, every worker of generation 1 ready (ids 1..=workers), the
     /// effects so far taken.
     pub fn serving(spec: ProgramSpec) -> Harness {
+        Harness::serving_on(spec, Vec::new())
+    }
+
+    /// `serving`, on `sockets`.
+    pub fn serving_on(spec: ProgramSpec, sockets: Vec<Arc<BoundSocket>>) -> Harness {
         let workers = spec.workers as u64;
-        let mut h = Harness::new(spec);
+        let mut h = Harness::with_sockets(spec, sockets);
         h.core.start(&mut h.fx).expect("the fake launches");
         for id in 1..=workers {
             h.ready(id);
