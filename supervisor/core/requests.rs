@@ -18,9 +18,6 @@ impl Core {
         for socket in generation.sockets.iter() {
             self.steering.join(socket);
         }
-        // Before any worker accepts: the group's program is there before a
-        // second socket joins it.
-        self.steer(fx);
         tracing::info!(
             "starting generation {}: {}",
             generation.number,
@@ -39,6 +36,8 @@ impl Core {
                 }
             }
         }
+        // The group's program is there before a second socket joins it.
+        self.steer(fx);
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 pub(crate) mod fake;
 
 mod boot;
+mod handover;
 mod report;
 mod requests;
 mod restart;
