@@ -94,6 +94,7 @@ impl ControlServer {
             backlog: Some(128),
             reuse_port: false,
             mode: Some(0o600),
+            handover: None,
         })
         .map_err(|e: BindError| ControlBindError {
             path: path.to_path_buf(),

@@ -13,7 +13,7 @@
 mod addr;
 mod unix_file;
 
-pub use addr::{check_unix_path, validate_name, AddrError, ListenAddr, SocketSpec};
+pub use addr::{check_unix_path, validate_name, AddrError, Handover, ListenAddr, SocketSpec};
 use unix_file::remove_stale_unix_socket;
 pub use unix_file::CreatedFile;
 
@@ -371,6 +371,7 @@ mod tests {
             backlog: None,
             reuse_port: false,
             mode,
+            handover: None,
         }
     }
 

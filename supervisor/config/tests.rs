@@ -164,6 +164,7 @@ fn a_flag_socket_replaces_the_file_socket_where_it_stood() {
             backlog: None,
             reuse_port: false,
             mode: None,
+            handover: None,
         }],
         ..Overrides::default()
     };
@@ -262,3 +263,5 @@ fn durations_and_signals() {
     assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
     assert!(parse_signal("SIGFOO").is_err());
 }
+
+mod handover;

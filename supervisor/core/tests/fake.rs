@@ -175,6 +175,8 @@ pub fn spec(workers: usize) -> ProgramSpec {
         respawn_backoff_max: DEFAULT_RESPAWN_BACKOFF_MAX,
         workers,
         strategy: Strategy::AllAtOnce,
+        handover_settle: crate::config::DEFAULT_HANDOVER_SETTLE,
+        handover_timeout: crate::config::DEFAULT_HANDOVER_TIMEOUT,
     }
 }
 
