@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::Signal;
 
 use crate::config::{self, Overrides, ProgramSettings, ReadyKind, SighupAction, StrategyKind};
-use crate::sockets::{self, ListenAddr, SocketSpec};
+use crate::sockets::{self, Handover, ListenAddr, SocketSpec};
 
 /// Each subcommand's examples, shown after its flags in `--help`.
 const EXAMPLES: &str = "\
@@ -234,6 +234,13 @@ pub struct RunArgs {
     /// [default: as the umask leaves it]
     #[arg(long, value_parser = config::parse_octal_mode)]
     pub mode: Option<u32>,
+    /// How a restart hands the sockets over to the new generation (the
+    /// config file's top-level `handover`): for every socket without a
+    /// `handover` of its own, --listen's and the file's; a `[[socket]]`'s
+    /// own `handover` wins over this flag. Unix sockets and reuse_port
+    /// sockets are always shared. [default: steer where it works]
+    #[arg(long, value_enum)]
+    pub handover: Option<Handover>,
     /// Number of worker processes sharing the sockets. [default: 1]
     #[arg(long)]
     pub workers: Option<usize>,
@@ -273,6 +280,17 @@ pub struct RunArgs {
     /// commits at once). [default: 250ms]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub min_ready_time: Option<Duration>,
+    /// With a steered socket: once the new generation takes the new
+    /// connections, how long the old generation's socket must have had
+    /// an empty accept queue before the old generation is told to stop.
+    /// At most --handover-timeout. [default: 100ms]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub handover_settle: Option<Duration>,
+    /// With a steered socket: the longest a restart waits for the old
+    /// generation's queue to stay empty for --handover-settle; past it the
+    /// old generation is told to stop anyway. [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub handover_timeout: Option<Duration>,
     /// The signal that asks a child to drain and exit. [default: SIGTERM]
     #[arg(long, value_name = "SIGNAL", value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
@@ -355,6 +373,7 @@ impl RunArgs {
             sighup: self.sighup,
             fdstore: self.fdstore.then_some(true),
             sockets,
+            handover: self.handover,
             program: ProgramSettings {
                 command: (!self.command.is_empty()).then(|| self.command.clone()),
                 env: self.env.iter().cloned().collect(),
@@ -375,6 +394,8 @@ impl RunArgs {
                 workers: self.workers,
                 strategy: self.strategy,
                 batch: self.batch,
+                handover_settle: self.handover_settle,
+                handover_timeout: self.handover_timeout,
             },
         })
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sockets::SocketSpec;
+use crate::sockets::{Handover, SocketSpec};
 
 mod errors;
 mod file;
@@ -36,9 +36,9 @@ mod values;
 pub use errors::{ConfigError, ConfigErrors, Location};
 pub use program::{
     ProgramSettings, ProgramSpec, Readiness, ReadyKind, Strategy, StrategyKind,
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT, DEFAULT_MIN_READY_TIME,
-    DEFAULT_READY_DELAY, DEFAULT_READY_INTERVAL,
-    DEFAULT_READY_TIMEOUT, DEFAULT_RESPAWN_BACKOFF, DEFAULT_RESPAWN_BACKOFF_MAX,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,
+    DEFAULT_MIN_READY_TIME, DEFAULT_READY_DELAY, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT,
+    DEFAULT_RESPAWN_BACKOFF, DEFAULT_RESPAWN_BACKOFF_MAX,
 };
 pub use values::{
     check_env_entry, env_entry_cost, parse_duration, parse_octal_mode, parse_signal, MAX_DURATION,
@@ -82,6 +82,11 @@ pub struct Overrides {
     pub fdstore: Option<bool>,
     pub sockets: Vec<SocketSpec>,
     pub program: ProgramSettings,
+    /// `--handover`: in place of the file's top-level `handover`, the
+    /// value of every socket that has none of its own.
+    // default: the upgrade state of a handoff from before this flag lacks it.
+    #[serde(default)]
+    pub handover: Option<Handover>,
 }
 
 /// Reads and validates a config file, then applies the flags. The program

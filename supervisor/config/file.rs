@@ -17,7 +17,7 @@ use super::values::{check_env_entry, parse_duration, parse_octal_mode, parse_sig
 use super::{
     ConfigError, ConfigErrors, Location, ProgramSettings, ReadyKind, SighupAction, StrategyKind,
 };
-use crate::sockets::{self, ListenAddr, SocketSpec};
+use crate::sockets::{self, Handover, ListenAddr, SocketSpec};
 
 /// What a file says, typed but not yet merged with flags or defaulted.
 #[derive(Debug, Default)]
@@ -25,6 +25,9 @@ pub(super) struct FileConfig {
     pub(super) control: Option<PathBuf>,
     pub(super) sighup: Option<SighupAction>,
     pub(super) fdstore: Option<bool>,
+    /// The top-level `handover`: the value of each socket without its own.
+    pub(super) handover: Option<Handover>,
+    /// Each socket's own `handover` stands in its spec, not yet defaulted.
     pub(super) sockets: Vec<(SocketSpec, Option<Location>)>,
     pub(super) program: ProgramSettings,
     /// Where each `[program]` key stands, for errors found after merging.
@@ -50,6 +53,7 @@ pub(super) struct RawFile {
     control: Option<Spanned<String>>,
     sighup: Option<Spanned<String>>,
     fdstore: Option<bool>,
+    handover: Option<Spanned<String>>,
     #[serde(default)]
     socket: Vec<Spanned<RawSocket>>,
     program: Option<RawProgram>,
@@ -62,6 +66,7 @@ struct RawSocket {
     backlog: Option<Spanned<i64>>,
     reuse_port: Option<bool>,
     mode: Option<Spanned<RawMode>>,
+    handover: Option<Spanned<String>>,
 }
 
 /// A file mode: `0o660` (a TOML octal integer) or `"0660"`.
@@ -90,6 +95,8 @@ struct RawProgram {
     workers: Option<Spanned<i64>>,
     strategy: Option<Spanned<String>>,
     batch: Option<Spanned<i64>>,
+    handover_settle: Option<Spanned<String>>,
+    handover_timeout: Option<Spanned<String>>,
 }
 
 /// `[program.env]` (or `env = { ... }`), in file order, each name and value
@@ -156,6 +163,12 @@ pub(super) fn parse_file(
                 h,
                 format!("sighup = \"{other}\": expected \"restart\" or \"reload\""),
             )),
+        }
+    }
+    if let Some(h) = &raw.handover {
+        match parse_handover(&src, h) {
+            Ok(handover) => out.handover = Some(handover),
+            Err(e) => errors.push(e),
         }
     }
     for socket in &raw.socket {
@@ -231,17 +244,58 @@ fn socket_from_raw(
             errors.push(src.error(m, "mode only applies to unix:// sockets with a path"));
         }
     }
+    let reuse_port = raw.reuse_port.unwrap_or(false);
+    let handover = match &raw.handover {
+        None => None,
+        Some(h) => match parse_handover(src, h) {
+            Ok(handover) => Some(handover),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
+    // Only the socket's own `steer` is a mistake here: the top-level one is
+    // a default, and such a socket falls back to shared under it.
+    if let (Some(Handover::Steer), Some(h), Some(listen)) = (handover, &raw.handover, &listen) {
+        if matches!(listen, ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_)) {
+            errors.push(src.error(
+                h,
+                "handover = \"steer\" on a unix:// socket: unix sockets have no SO_REUSEPORT: they are always shared; remove the line or set \"shared\"",
+            ));
+        } else if reuse_port {
+            errors.push(src.error(
+                h,
+                "handover = \"steer\" with reuse_port = true: reuse_port lets other processes join the port's SO_REUSEPORT group, which steering cannot allow (they would take connections meant for the new generation): pick one",
+            ));
+        }
+    }
     match listen {
         Some(listen) if errors.is_empty() => Ok(SocketSpec {
             name: raw.name.get_ref().clone(),
             listen,
             backlog,
-            reuse_port: raw.reuse_port.unwrap_or(false),
+            reuse_port,
             mode,
-            handover: None,
+            handover,
         }),
         _ => Err(errors),
     }
+}
+
+/// A `handover` value, top-level or a socket's.
+fn parse_handover(src: &Source, raw: &Spanned<String>) -> Result<Handover, ConfigError> {
+    Handover::from_name(raw.get_ref()).ok_or_else(|| {
+        let valid: Vec<String> = Handover::ALL.iter().map(|h| format!("\"{h}\"")).collect();
+        src.error(
+            raw,
+            format!(
+                "handover = \"{}\": expected {}",
+                raw.get_ref().escape_debug(),
+                valid.join(" or ")
+            ),
+        )
+    })
 }
 
 fn parse_mode(raw: &RawMode) -> Result<u32, String> {
@@ -338,6 +392,8 @@ fn program_from_raw(
     p.drain_timeout = duration(&raw.drain_timeout, "drain_timeout");
     p.respawn_backoff = duration(&raw.respawn_backoff, "respawn_backoff");
     p.respawn_backoff_max = duration(&raw.respawn_backoff_max, "respawn_backoff_max");
+    p.handover_settle = duration(&raw.handover_settle, "handover_settle");
+    p.handover_timeout = duration(&raw.handover_timeout, "handover_timeout");
     if let Some(sig) = &raw.stop_signal {
         match parse_signal(sig.get_ref()) {
             Ok(s) => p.stop_signal = Some(s),

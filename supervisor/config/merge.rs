@@ -1,10 +1,14 @@
 //! The file's settings and the flags' merged into one [`Config`]: flags
-//! win, defaults fill the gaps, and what can only be checked on the whole
+//! win, defaults fill the gaps (one exception: a socket's own `handover`
+//! wins over the global one, `--handover` or else the file's top-level key,
+//! since no flag sets one socket's value: a `--listen` replaces the whole
+//! socket), and what can only be checked on the whole
 //! (readiness keys that go together, sockets named by templates, the env's
 //! size, the program lookup) is checked here, each problem at the place of
 //! the key it is about.
 
 use std::path::Path;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
@@ -38,6 +42,10 @@ pub(super) fn finish(
             Some(slot) => *slot = (flag, None),
             None => sockets.push((flag, None)),
         }
+    }
+    let handover = overrides.handover.or(parsed.handover);
+    for (spec, _) in &mut sockets {
+        spec.handover = spec.handover.or(handover);
     }
     for (i, (spec, location)) in sockets.iter().enumerate() {
         if sockets[..i]
@@ -147,6 +155,31 @@ pub(super) fn finish(
             ),
         });
     }
+    let handover_settle = flags
+        .handover_settle
+        .or(file_program.handover_settle)
+        .unwrap_or(DEFAULT_HANDOVER_SETTLE);
+    let handover_timeout = flags
+        .handover_timeout
+        .or(file_program.handover_timeout)
+        .unwrap_or(DEFAULT_HANDOVER_TIMEOUT);
+    if !refused("handover_settle")
+        && !refused("handover_timeout")
+        && handover_settle > handover_timeout
+    {
+        // At the file's line of the one it gave (a flag's value replaced
+        // that line's); none when both are flags or defaults.
+        let from_file = |key, flag: Option<Duration>| flag.is_none().then(|| at(key)).flatten();
+        errors.push(ConfigError {
+            location: from_file("handover_settle", flags.handover_settle)
+                .or_else(|| from_file("handover_timeout", flags.handover_timeout)),
+            message: format!(
+                "handover_settle ({}) must be at most handover_timeout ({}): the old generation's queue must stay empty for handover_settle within handover_timeout",
+                humantime::format_duration(handover_settle),
+                humantime::format_duration(handover_timeout)
+            ),
+        });
+    }
     let ready_timeout = flags
         .ready_timeout
         .or(file_program.ready_timeout)
@@ -204,8 +237,8 @@ pub(super) fn finish(
         respawn_backoff_max,
         workers: flags.workers.or(file_program.workers).unwrap_or(1),
         strategy: Strategy::AllAtOnce,
-        handover_settle: crate::config::DEFAULT_HANDOVER_SETTLE,
-        handover_timeout: crate::config::DEFAULT_HANDOVER_TIMEOUT,
+        handover_settle,
+        handover_timeout,
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

@@ -54,12 +54,15 @@ pub struct ProgramSpec {
     pub respawn_backoff_max: Duration,
     pub workers: usize,
     pub strategy: Strategy,
-    /// How long an old generation's steered socket must have had an empty
-    /// accept queue, after new connections went to the new generation,
-    /// before the old one is told to stop.
+    /// With a steered socket: once the new generation takes its new
+    /// connections, the old generation's socket must have had an empty
+    /// accept queue for this long before the old generation is told to
+    /// stop (a connection whose handshake was under way at the switch
+    /// still lands there).
     #[serde(default = "default_handover_settle")]
     pub handover_settle: Duration,
-    /// The most that wait may take.
+    /// The most that wait may last: a generation that does not accept (it
+    /// hangs) is told to stop then, with what is left in its queue.
     #[serde(default = "default_handover_timeout")]
     pub handover_timeout: Duration,
 }
@@ -88,13 +91,17 @@ pub const DEFAULT_MIN_READY_TIME: Duration = Duration::from_millis(250);
 fn default_min_ready_time() -> Duration {
     DEFAULT_MIN_READY_TIME
 }
+/// Longer than a handshake under way at the switch takes to land on
+/// loopback or a LAN, short enough not to slow a restart down noticeably.
 pub const DEFAULT_HANDOVER_SETTLE: Duration = Duration::from_millis(100);
+/// A server that accepts at all empties its queue well within it; one that
+/// does not (it hangs) should not hold the restart up for long.
+pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
+// The upgrade state of a handoff from before these keys lacks them.
 fn default_handover_settle() -> Duration {
     DEFAULT_HANDOVER_SETTLE
 }
-pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
-
 fn default_handover_timeout() -> Duration {
     DEFAULT_HANDOVER_TIMEOUT
 }
@@ -126,6 +133,8 @@ pub struct ProgramSettings {
     pub workers: Option<usize>,
     pub strategy: Option<StrategyKind>,
     pub batch: Option<usize>,
+    pub handover_settle: Option<Duration>,
+    pub handover_timeout: Option<Duration>,
 }
 
 /// The `ready` key.

@@ -13,8 +13,17 @@ use super::errors::ConfigError;
 use super::position::Source;
 
 /// The keys each table may have (`[program.env]` takes any name).
-const TOP_KEYS: &[&str] = &["control", "sighup", "fdstore", "socket", "program"];
-const SOCKET_KEYS: &[&str] = &["name", "listen", "backlog", "reuse_port", "mode"];
+const TOP_KEYS: &[&str] = &[
+    "control", "sighup", "fdstore", "handover", "socket", "program",
+];
+const SOCKET_KEYS: &[&str] = &[
+    "name",
+    "listen",
+    "backlog",
+    "reuse_port",
+    "mode",
+    "handover",
+];
 pub(super) const PROGRAM_KEYS: &[&str] = &[
     "command",
     "env",
@@ -32,6 +41,8 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
     "workers",
     "strategy",
     "batch",
+    "handover_settle",
+    "handover_timeout",
 ];
 
 /// A document's keys, each with its place and its value's place, and

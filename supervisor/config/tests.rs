@@ -263,3 +263,5 @@ fn durations_and_signals() {
     assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
     assert!(parse_signal("SIGFOO").is_err());
 }
+
+mod handover;

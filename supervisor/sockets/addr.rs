@@ -120,19 +120,55 @@ pub struct SocketSpec {
     pub reuse_port: bool,
     /// Permission bits of a unix socket file.
     pub mode: Option<u32>,
-    /// How generations share the address; `None`: steer where it works.
+    /// How generations hand the socket over: the socket's own `handover`,
+    /// else the global one (`--handover`, the file's top-level key). `None`:
+    /// neither is set, steer where it works. A `Steer` that came from the
+    /// global value may stand on a socket that cannot be steered (unix,
+    /// `reuse_port`): it falls back to shared when bound. The config refuses
+    /// only a socket's own `steer` there.
+    // default: the upgrade state of a handoff from before this key lacks it.
     #[serde(default)]
     pub handover: Option<Handover>,
 }
 
-/// How the generations of a server get their connections on one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The `handover` key: how a restart moves a socket's new connections from
+/// the old generation to the new one.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Handover {
-    /// A socket per generation, new connections steered to the newest.
+    /// Each generation has its own listening socket in one SO_REUSEPORT
+    /// group, and new connections go to the newest ready one: the old
+    /// generation's queue empties before it is told to stop.
     Steer,
-    /// One socket for every generation.
+    /// Every generation shares one listening socket (and its queue) until
+    /// the old one is told to stop.
     Shared,
+}
+
+impl Handover {
+    /// Every value, as the file and `--handover` spell them.
+    pub const ALL: [Handover; 2] = [Handover::Steer, Handover::Shared];
+
+    /// The key's value as written, or `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Handover> {
+        Handover::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// The value as the file and the flag spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Handover::Steer => "steer",
+            Handover::Shared => "shared",
+        }
+    }
+}
+
+impl fmt::Display for Handover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Checks a socket name: it travels in LISTEN_FDNAMES, which is

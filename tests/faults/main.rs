@@ -25,6 +25,7 @@ mod configs;
 mod control;
 mod env;
 mod groups;
+mod handover;
 mod held;
 mod output;
 mod pid1;
