@@ -192,6 +192,41 @@ pub fn status(target: &Target, json: bool) -> Exit {
     }
 }
 
+/// "steer: generation 1 (0 queued, 0%), generation 2 (3 queued, 100%)", or
+/// "shared (why)".
+fn handover_line(k: &crate::protocol::SocketStatus) -> String {
+    let socket = |g: &crate::protocol::GenerationSocket| {
+        let who = match g.generations.as_slice() {
+            [] => "next generation".to_string(),
+            [one] => format!("generation {one}"),
+            many => format!(
+                "generations {}",
+                many.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut what = Vec::new();
+        if let Some(q) = g.queued {
+            what.push(format!("{q} queued"));
+        }
+        if let Some(share) = g.share {
+            what.push(format!("{share}% of new connections"));
+        }
+        if what.is_empty() {
+            who
+        } else {
+            format!("{who} ({})", what.join(", "))
+        }
+    };
+    let sockets: Vec<String> = k.generations.iter().map(socket).collect();
+    match &k.shared_because {
+        Some(why) => format!("shared by {} ({why})", sockets.join("; ")),
+        None => format!("steer: {}", sockets.join("; ")),
+    }
+}
+
 /// The human form of `status`.
 pub fn render(s: &Status) -> String {
     let serving = match s.generation {
@@ -224,6 +259,18 @@ pub fn render(s: &Status) -> String {
         out += &format!(
             "{:<8} {:<3} {:<23} {}{trouble}\n",
             k.name, k.fd, k.address, k.listen
+        );
+        out += &format!("         {}\n", handover_line(k));
+    }
+    if let Some(migrate) = s.tcp_migrate_req {
+        out += &format!(
+            "net.ipv4.tcp_migrate_req = {}: {}\n",
+            u8::from(migrate),
+            if migrate {
+                "what waits on an old generation's socket when it closes moves to a newer one"
+            } else {
+                "what waits on an old generation's socket when it closes is reset (see the README)"
+            }
         );
     }
     out += "\nSLOT  PID      GEN  STATE       FOR        RESTARTS  STATUS\n";

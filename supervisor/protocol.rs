@@ -136,6 +136,11 @@ pub struct Status {
     pub upgrades: u32,
     pub sockets: Vec<SocketStatus>,
     pub workers: Vec<WorkerStatus>,
+    /// `net.ipv4.tcp_migrate_req` (None: this kernel has none): whether a
+    /// steered socket that closes hands what waits in its queue to another
+    /// socket of its group instead of resetting it.
+    #[serde(default)]
+    pub tcp_migrate_req: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +160,28 @@ pub struct SocketStatus {
     /// How often a child shut it down and handoff made it listen again.
     #[serde(default)]
     pub revived: u32,
+    /// "steer" (a socket per generation) or "shared" (one for all).
+    #[serde(default)]
+    pub handover: String,
+    /// Why it is shared, when it is.
+    #[serde(default)]
+    pub shared_because: Option<String>,
+    /// The kernel sockets on this address, in the SO_REUSEPORT group's
+    /// order for a steered one, and the generations that have each.
+    #[serde(default)]
+    pub generations: Vec<GenerationSocket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationSocket {
+    /// The generations that have this socket (one, for a steered socket;
+    /// none for one a reload bound for the next generation).
+    pub generations: Vec<u64>,
+    /// Connections waiting to be accepted (UDP: 1 if a datagram waits).
+    pub queued: Option<u32>,
+    /// The share of new connections the steering program sends it, in
+    /// percent (None: shared, or not steered to yet).
+    pub share: Option<u32>,
 }
 
 fn yes() -> bool {

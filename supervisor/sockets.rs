@@ -261,12 +261,12 @@ impl BoundSocket {
                 source,
             }
         };
-        let addr: SocketAddr = self
-            .local
-            .parse()
-            .map_err(|_| fail("cannot bind a socket for the new generation")(io::Error::other(
-                format!("`{}` is not an IP address and port", self.local),
-            )))?;
+        let addr: SocketAddr = self.local.parse().map_err(|_| {
+            fail("cannot bind a socket for the new generation")(io::Error::other(format!(
+                "`{}` is not an IP address and port",
+                self.local
+            )))
+        })?;
         let ty = match self.spec.listen {
             ListenAddr::Udp(_) => Type::DGRAM,
             _ => Type::STREAM,
@@ -284,7 +284,10 @@ impl BoundSocket {
         if addr.is_ipv6() {
             // The same dual-stack setting as the first socket, or the
             // kernel puts them in different groups.
-            let v6only = self.socket.only_v6().map_err(fail("cannot read IPV6_V6ONLY"))?;
+            let v6only = self
+                .socket
+                .only_v6()
+                .map_err(fail("cannot read IPV6_V6ONLY"))?;
             socket
                 .set_only_v6(v6only)
                 .map_err(fail("cannot set IPV6_V6ONLY"))?;
@@ -349,6 +352,19 @@ impl BoundSocket {
             }
             _ => None,
         }
+    }
+
+    /// Whether this socket is bound at `listen`'s address (an IP address
+    /// with a port other than 0, of the same protocol).
+    pub fn is_at(&self, listen: &ListenAddr) -> bool {
+        let same_kind = matches!(
+            (listen, &self.spec.listen),
+            (ListenAddr::Tcp(_), ListenAddr::Tcp(_)) | (ListenAddr::Udp(_), ListenAddr::Udp(_))
+        );
+        let (ListenAddr::Tcp(addr) | ListenAddr::Udp(addr)) = listen else {
+            return false;
+        };
+        same_kind && addr.port() != 0 && self.local.parse::<SocketAddr>().ok() == Some(*addr)
     }
 
     /// The backlog in effect: the configured one or the kernel's maximum.
@@ -417,6 +433,13 @@ impl BoundSocket {
         if spec.reuse_port != self.spec.reuse_port {
             return Err(AdjustError::ReusePort { name: name.clone() });
         }
+        let steer = |s: &SocketSpec| Mode::for_spec(s).is_steer();
+        if steer(spec) != steer(&self.spec) {
+            return Err(AdjustError::Handover {
+                name: name.clone(),
+                from: if steer(&self.spec) { "steer" } else { "shared" },
+            });
+        }
         if self.backlog().is_some() {
             let wanted = spec.backlog.unwrap_or_else(somaxconn);
             if self.backlog() != Some(wanted) {
@@ -452,6 +475,11 @@ pub enum AdjustError {
          the same address, which would reset the connections queued on the old one; restart handoff to change it"
     )]
     ReusePort { name: String },
+    #[error(
+        "socket `{name}`: handover cannot change from \"{from}\" while handoff holds the socket (a steered socket \
+         and a shared one are bound differently); restart handoff to change it"
+    )]
+    Handover { name: String, from: &'static str },
     #[error("socket `{name}`: cannot change the backlog: {source}")]
     Backlog {
         name: String,
@@ -550,15 +578,18 @@ fn steerable_adopted(socket: &Socket, local: &str, listen: &ListenAddr) -> Mode 
         // UDP joins the group at bind(): no quiet probe exists.
         return Mode::Steer;
     };
-    let probe = local.parse::<SocketAddr>().map_err(io::Error::other).and_then(|addr| {
-        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        probe.set_reuse_address(true)?;
-        probe.set_reuse_port(true)?;
-        if addr.is_ipv6() {
-            probe.set_only_v6(socket.only_v6()?)?;
-        }
-        probe.bind(&addr.into())
-    });
+    let probe = local
+        .parse::<SocketAddr>()
+        .map_err(io::Error::other)
+        .and_then(|addr| {
+            let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            probe.set_reuse_address(true)?;
+            probe.set_reuse_port(true)?;
+            if addr.is_ipv6() {
+                probe.set_only_v6(socket.only_v6()?)?;
+            }
+            probe.bind(&addr.into())
+        });
     match probe {
         Ok(()) => Mode::Steer,
         Err(e) => shared(format!(

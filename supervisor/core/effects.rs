@@ -11,9 +11,9 @@ use nix::sys::signal::Signal;
 
 use super::generation::Generation;
 use super::request::Waiter;
+use super::steering::Attach;
 use super::worker::{Worker, WorkerId};
 use crate::protocol::Response;
-use super::steering::Attach;
 use crate::sockets::{BindError, BoundSocket};
 use crate::spawn::SpawnError;
 

@@ -42,9 +42,9 @@ impl Core {
         for socket in self.next.sockets.iter() {
             let claimed = live.iter().any(|s| Arc::ptr_eq(s, socket));
             if socket.mode.is_steer() && claimed {
-                let sibling = fx.sibling(socket).map_err(|e| {
-                    format!("cannot open generation {number}'s socket: {e}")
-                })?;
+                let sibling = fx
+                    .sibling(socket)
+                    .map_err(|e| format!("cannot open generation {number}'s socket: {e}"))?;
                 self.steering.join(&sibling);
                 sockets.push(sibling);
             } else {
@@ -70,11 +70,12 @@ impl Core {
         };
         let mut weights: Vec<(Arc<Generation>, u32)> = Vec::new();
         let mut quiet: Vec<u64> = Vec::new();
-        let add = |weights: &mut Vec<(Arc<Generation>, u32)>, g: &Arc<Generation>| {
-            match weights.iter_mut().find(|(k, _)| k.number == g.number) {
-                Some((_, w)) => *w += 1,
-                None => weights.push((g.clone(), 1)),
-            }
+        let add = |weights: &mut Vec<(Arc<Generation>, u32)>, g: &Arc<Generation>| match weights
+            .iter_mut()
+            .find(|(k, _)| k.number == g.number)
+        {
+            Some((_, w)) => *w += 1,
+            None => weights.push((g.clone(), 1)),
         };
         let occupant = |o: &Occupant| match o {
             Occupant::Running(w) => w.generation.clone(),
@@ -134,11 +135,7 @@ impl Core {
                 .into_iter()
                 .rev()
                 .flat_map(|g| g.sockets.to_vec())
-                .find(|s| {
-                    self.steering
-                        .group_of(socket)
-                        .any(|m| Arc::ptr_eq(m, s))
-                });
+                .find(|s| self.steering.group_of(socket).any(|m| Arc::ptr_eq(m, s)));
             if let Some(newest) = newest {
                 *socket = newest;
                 replaced = true;
@@ -164,7 +161,7 @@ impl Core {
 
     /// Every generation that has a worker, a pending respawn, a rollout or
     /// serves, oldest first.
-    pub(super) fn live_generations(&self) -> Vec<Arc<Generation>> {
+    pub fn live_generations(&self) -> Vec<Arc<Generation>> {
         let mut live: Vec<Arc<Generation>> = vec![self.serving.clone()];
         if let Phase::Rolling { rollout, .. } = &self.phase {
             live.push(rollout.generation.clone());

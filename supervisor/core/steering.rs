@@ -97,7 +97,12 @@ impl Steering {
     ) -> impl Iterator<Item = &'a Arc<BoundSocket>> + 'a {
         self.groups
             .iter()
-            .filter(move |g| g.order.keys().first().is_some_and(|m| same_group(&m.0, socket)))
+            .filter(move |g| {
+                g.order
+                    .keys()
+                    .first()
+                    .is_some_and(|m| same_group(&m.0, socket))
+            })
             .flat_map(|g| g.order.keys().iter().map(|m| &m.0))
     }
 
@@ -109,11 +114,12 @@ impl Steering {
             return;
         }
         let member = Member(socket.clone());
-        match self
-            .groups
-            .iter_mut()
-            .find(|g| g.order.keys().first().is_some_and(|m| same_group(&m.0, socket)))
-        {
+        match self.groups.iter_mut().find(|g| {
+            g.order
+                .keys()
+                .first()
+                .is_some_and(|m| same_group(&m.0, socket))
+        }) {
             Some(g) => {
                 g.order.join(member);
             }
@@ -189,6 +195,20 @@ impl Steering {
             }
         }
         plan
+    }
+
+    /// The program attached to `socket`'s group, as `(index, percent)`:
+    /// None when it is not steered or has no program yet.
+    pub fn shares(&self, socket: &BoundSocket) -> Option<Vec<(u32, u32)>> {
+        let g = self.groups.iter().find(|g| {
+            g.order
+                .keys()
+                .first()
+                .is_some_and(|m| same_group(&m.0, socket))
+        })?;
+        let targets = g.attached.as_ref()?;
+        let total: u32 = targets.iter().map(|(_, w)| w).sum::<u32>().max(1);
+        Some(targets.iter().map(|&(i, w)| (i, w * 100 / total)).collect())
     }
 
     /// Forgets what was attached (a new supervisor after an upgrade

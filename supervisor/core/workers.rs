@@ -81,9 +81,7 @@ impl Core {
             }
             Timer::RespawnDue { slot, token } => self.on_respawn_due(fx, slot, token),
             Timer::Settled { generation, token } => self.on_settled(fx, generation, token),
-            Timer::HandOver { generation, token } => {
-                self.on_handover_check(fx, generation, token)
-            }
+            Timer::HandOver { generation, token } => self.on_handover_check(fx, generation, token),
         }
     }
 

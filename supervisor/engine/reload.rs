@@ -98,6 +98,19 @@ impl Supervisor {
                     sockets.push(socket.clone());
                 }
                 None => {
+                    if let Some(held) = self
+                        .core
+                        .held_sockets()
+                        .iter()
+                        .find(|s| s.is_at(&spec.listen))
+                    {
+                        return Err(RebindError::Held {
+                            name: spec.name.clone(),
+                            listen: spec.listen.to_string(),
+                            held: held.spec.name.clone(),
+                            held_listen: held.spec.listen.to_string(),
+                        });
+                    }
                     let socket = BoundSocket::bind(spec)?;
                     super::log_socket(&socket, i, "listening on");
                     sockets.push(Arc::new(socket));
@@ -128,6 +141,19 @@ enum RebindError {
     Adjust(#[from] crate::sockets::AdjustError),
     #[error(transparent)]
     Bind(#[from] crate::sockets::BindError),
+    /// A steered socket has SO_REUSEPORT: a new bind of its address would
+    /// succeed and join its group, where no generation accepts from it.
+    #[error(
+        "socket `{name}`: {listen} is where handoff already listens for socket `{held}` (configured as \
+         {held_listen}); a second socket cannot be bound there: keep `listen = \"{held_listen}\"` to keep that \
+         socket, or give another address"
+    )]
+    Held {
+        name: String,
+        listen: String,
+        held: String,
+        held_listen: String,
+    },
 }
 
 fn answer(asked: Asked<RestartWaiter>, response: Response) {

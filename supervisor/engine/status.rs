@@ -1,10 +1,13 @@
 //! The `status` answer: the supervisor, its sockets, its workers.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::Supervisor;
 use crate::core::ms_u64;
-use crate::protocol::{SocketStatus, Status};
+use crate::core::Core;
+use crate::protocol::{GenerationSocket, SocketStatus, Status};
+use crate::sockets::{BoundSocket, Mode};
 use crate::template::FIRST_FD;
 
 impl Supervisor {
@@ -32,9 +35,16 @@ impl Supervisor {
                     backlog: s.backlog(),
                     listening: s.is_listening(),
                     revived: s.revived(),
+                    handover: if s.mode.is_steer() { "steer" } else { "shared" }.into(),
+                    shared_because: match &s.mode {
+                        Mode::Shared { why } => Some(why.clone()),
+                        Mode::Steer => None,
+                    },
+                    generations: generation_sockets(core, s),
                 })
                 .collect(),
             workers: core.worker_rows(Instant::now(), SystemTime::now()),
+            tcp_migrate_req: crate::steer::migrate_req(),
         }
     }
 
@@ -43,4 +53,35 @@ impl Supervisor {
     pub fn check_sockets(&mut self) {
         self.core.check_sockets(&mut self.fx);
     }
+}
+
+/// The kernel sockets on `socket`'s address: its group's members for a
+/// steered one, itself for a shared one; each with the generations that
+/// have it, its queue, and its share of new connections.
+fn generation_sockets(core: &Core, socket: &Arc<BoundSocket>) -> Vec<GenerationSocket> {
+    let members: Vec<Arc<BoundSocket>> = if socket.mode.is_steer() {
+        core.steering().group_of(socket).cloned().collect()
+    } else {
+        vec![socket.clone()]
+    };
+    let shares = core.steering().shares(socket);
+    let live = core.live_generations();
+    members
+        .iter()
+        .enumerate()
+        .map(|(index, member)| GenerationSocket {
+            generations: live
+                .iter()
+                .filter(|g| g.sockets.iter().any(|s| Arc::ptr_eq(s, member)))
+                .map(|g| g.number)
+                .collect(),
+            queued: member.queued(),
+            share: shares.as_ref().map(|shares| {
+                shares
+                    .iter()
+                    .find(|(i, _)| usize::try_from(*i).ok() == Some(index))
+                    .map_or(0, |(_, pct)| *pct)
+            }),
+        })
+        .collect()
 }

@@ -45,11 +45,17 @@ pub enum Effect {
     Answer(Response),
     /// A new socket beside socket `serial` (the fake's numbering: the
     /// order in which it first saw each socket), numbered `new`.
-    Sibling { of: usize, new: usize },
+    Sibling {
+        of: usize,
+        new: usize,
+    },
     /// Socket `serial` left its group.
     Release(usize),
     /// A program through socket `via`, to these `(index, weight)`.
-    Steer { via: usize, targets: Vec<(u32, u32)> },
+    Steer {
+        via: usize,
+        targets: Vec<(u32, u32)>,
+    },
 }
 
 pub struct Fx {

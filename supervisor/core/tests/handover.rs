@@ -122,10 +122,16 @@ fn the_old_worker_stops_once_its_socket_stayed_empty_for_the_settle_time() {
         h.fire(check.clone());
         let effects = h.take();
         if h.fx.now < empty_since + DEFAULT_HANDOVER_SETTLE {
-            assert!(!signalled(&effects, 1), "too early at {:?}", h.fx.now - empty_since);
+            assert!(
+                !signalled(&effects, 1),
+                "too early at {:?}",
+                h.fx.now - empty_since
+            );
         } else {
             assert!(signalled(&effects, 1), "{effects:?}");
-            assert!(effects.iter().any(|e| matches!(e, Effect::Answer(Response::Restarted(_)))));
+            assert!(effects
+                .iter()
+                .any(|e| matches!(e, Effect::Answer(Response::Restarted(_)))));
         }
     }
     // The old worker exits: its socket leaves the group, and the program
@@ -164,7 +170,9 @@ fn a_rolled_back_generation_never_gets_a_connection() {
     h.exit(2, 1);
     let effects = h.take();
     assert!(
-        !effects.iter().any(|e| matches!(e, Effect::Steer { targets, .. } if targets != &[(0, 1)])),
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Steer { targets, .. } if targets != &[(0, 1)])),
         "{effects:?}"
     );
     assert!(effects.contains(&Effect::Release(1)), "{effects:?}");
@@ -239,13 +247,14 @@ fn the_steering_order_survives_a_snapshot() {
     settle(&mut h, &check, 1);
     // Worker 1 drains on socket 0; worker 2 serves on socket 1.
     let mut sockets: Vec<Arc<BoundSocket>> = Vec::new();
-    let snapshot = h.core.snapshot(h.fx.now, &mut |s| {
-        match sockets.iter().position(|k| Arc::ptr_eq(k, s)) {
-            Some(i) => i,
-            None => {
-                sockets.push(s.clone());
-                sockets.len() - 1
-            }
+    let snapshot = h.core.snapshot(h.fx.now, &mut |s| match sockets
+        .iter()
+        .position(|k| Arc::ptr_eq(k, s))
+    {
+        Some(i) => i,
+        None => {
+            sockets.push(s.clone());
+            sockets.len() - 1
         }
     });
     assert_eq!(snapshot.steering.len(), 1);
