@@ -85,6 +85,9 @@ pub struct Supervisor {
     /// Reloads whose file is being read: the service manager is not told
     /// READY=1 until they are through.
     reading: u32,
+    /// The sockets in the service manager's fd store (with `fdstore`):
+    /// the next generation's, kept in step by [`Supervisor::sync_fdstore`].
+    stored: Vec<Arc<BoundSocket>>,
 }
 
 /// What a supervisor is built from, at boot and after an upgrade alike.
@@ -106,6 +109,8 @@ impl Supervisor {
     /// The one constructor: boot and upgrade-resume both come here.
     pub fn assemble(parts: Parts, inbox: &Inbox) -> Result<Supervisor, RestoreError> {
         let core = Core::restore(&parts.core, &parts.sockets, Instant::now())?;
+        // Boot stored these; an upgrade inherits what the old one stored.
+        let stored = core.next().sockets.to_vec();
         Ok(Supervisor {
             core,
             fx: Executor::new(parts.runtime_dir, inbox.sender(), parts.leftovers),
@@ -116,6 +121,7 @@ impl Supervisor {
             upgrades: parts.upgrades,
             started: parts.started,
             reading: 0,
+            stored,
         })
     }
 
@@ -226,10 +232,40 @@ impl Supervisor {
 
     /// Tells the service manager where things stand (after every event).
     pub fn report_to_manager(&mut self) {
+        self.sync_fdstore();
         if let Some(report) = self.core.manager_report() {
             let settled = report.settled && self.reading == 0;
             self.manager.update(report.status, report.serving, settled);
         }
+    }
+}
+
+impl Supervisor {
+    /// Keeps the fd store holding the next generation's sockets: a reload
+    /// adds and removes some, and a steered address's socket changes once
+    /// the generation that had the old one is gone (that one no longer
+    /// listens, and a handoff started again by the service manager must get
+    /// one that does).
+    fn sync_fdstore(&mut self) {
+        let next = &self.core.next().sockets;
+        let same = next.len() == self.stored.len()
+            && next.iter().zip(&self.stored).all(|(a, b)| Arc::ptr_eq(a, b));
+        if same {
+            return;
+        }
+        // Removals first: FDSTOREREMOVE goes by name.
+        for old in &self.stored {
+            if !next.iter().any(|s| Arc::ptr_eq(s, old)) {
+                self.manager.unstore(&old.spec.name);
+            }
+        }
+        for socket in next.iter() {
+            if !self.stored.iter().any(|s| Arc::ptr_eq(s, socket)) {
+                self.manager
+                    .store(&socket.spec.name, std::os::fd::AsFd::as_fd(&**socket));
+            }
+        }
+        self.stored = next.to_vec();
     }
 }
 

@@ -19,9 +19,12 @@
 //!   going on past a mistake, `values.rs`, `program.rs`, `merge.rs`), `cli`:
 //!   the file and the flags, validated into typed values with file:line
 //!   errors; `completions` are generated from them.
-//! - `sockets`: binds what the config asks for and holds it for the life of
-//!   the supervisor. One kernel socket means one accept queue: an old child
-//!   closing its copy loses nothing that waits in the queue.
+//! - `sockets`: binds what the config asks for and holds it. A shared
+//!   socket (unix, or `handover = "shared"`) is one kernel socket for every
+//!   generation: an old child closing its copy loses nothing that waits in
+//!   the queue. A steered one gets a socket per generation in one
+//!   SO_REUSEPORT group (`sibling`), and leaves the group when its
+//!   generation is gone.
 //! - `spawn` and `template`: start a child with fds 3.. and the protocol
 //!   variables, with `LISTEN_PID` filled in by the child itself just
 //!   before exec; `program_path` finds the program as execvp would,
@@ -34,7 +37,8 @@
 //!   behind).
 //! - `core`: the supervisor's state and every decision (restart batches,
 //!   rollback, coalescing, respawn with backoff, scale, reload, stop, the
-//!   phases of an upgrade), as a state machine that asks an `Effects`
+//!   phases of an upgrade, which generation's socket gets new connections
+//!   and when an old one is quiet enough to stop), as a state machine that asks an `Effects`
 //!   implementation to launch, signal, arm timers and answer. It does no
 //!   I/O, so its decisions are unit-tested with a fake.
 //! - `engine`: the core joined to the world: the executor that carries out
@@ -42,10 +46,10 @@
 //!   each worker, the status report, reload's reading of the file.
 //! - `control` and `protocol`: the control socket and its JSON-lines
 //!   protocol, which `handoff restart/status/stop` speak (`client`).
-//! - `steer`: per-generation sockets in one SO_REUSEPORT group (issue 10):
-//!   the group's order as the kernel keeps it, the classic BPF programs that
-//!   steer new connections, a listener's accept-queue length. Not wired in
-//!   yet.
+//! - `steer`: per-generation sockets in one SO_REUSEPORT group: the
+//!   group's order as the kernel keeps it, the classic BPF programs that
+//!   steer new connections, a listener's accept-queue length, whether the
+//!   kernel migrates a closing listener's queue.
 //! - `systemd`: adopting sockets passed in LISTEN_FDS, and sd_notify to
 //!   the service manager (READY, STATUS, RELOADING, STOPPING, WATCHDOG, the
 //!   fd store).

@@ -1,14 +1,14 @@
-//! Steering new connections between per-generation sockets (issue 10): the
-//! building blocks, not yet wired into the core.
+//! Steering new connections between per-generation sockets (issue 10;
+//! docs/design.md, "A socket per generation"): the kernel-facing building
+//! blocks. The core decides with them (`core/steering.rs` keeps each group's
+//! order, `core/handover.rs` when to open, steer, wait and release); the
+//! executor carries them out.
 //!
-//! Today every generation shares one kernel listening socket, so the old
-//! generation keeps accepting until its stop signal, and a server whose
-//! drain closes what it accepted but has not read loses those requests.
-//! With steering, each generation gets its own listening socket for the same
-//! address, all in one SO_REUSEPORT group that only handoff's sockets join,
-//! and a classic BPF program attached to the group picks the socket of each
-//! new connection. A restart joins the new generation's socket, re-attaches
-//! the program to send everything to it once the generation is ready, waits
+//! Each generation gets its own listening socket for the same address, all
+//! in one SO_REUSEPORT group that only handoff's sockets join, and a
+//! classic BPF program attached to the group picks the socket of each new
+//! connection. A restart joins the new generation's socket, re-attaches the
+//! program to send everything to it once the generation is ready, waits
 //! until the old socket's accept queue is empty, and only then stops the old
 //! generation.
 //!

@@ -234,7 +234,10 @@ impl Core {
         if !rollout.todo.is_empty() {
             rollout.child_time += held;
         }
-        let took = now.duration_since(rollout.batch_started);
+        let took = rollout
+            .ready_at
+            .unwrap_or(now)
+            .duration_since(rollout.batch_started);
         let number = rollout.generation.number;
         let done = rollout.todo.is_empty();
         let mut old = Vec::new();
@@ -251,13 +254,21 @@ impl Core {
             }
         }
         tracing::info!(
-            "generation {number}{} ready in {} ms; draining {}",
+            "generation {number}{} ready in {} ms{}; draining {}",
             if done && batch.len() == self.slots.len() {
                 String::new()
             } else {
                 format!(" workers {}", slot_list(&batch))
             },
             took.as_millis(),
+            if held.is_zero() {
+                String::new()
+            } else {
+                format!(
+                    ", then held {} ms (min_ready_time, and the old sockets' quiet)",
+                    held.as_millis()
+                )
+            },
             if old.is_empty() {
                 "nothing".to_string()
             } else {

@@ -117,18 +117,8 @@ impl Supervisor {
                 }
             }
         }
-        for old in held.iter() {
-            if !sockets.iter().any(|s| Arc::ptr_eq(s, old)) {
-                self.manager.unstore(&old.spec.name);
-            }
-        }
-        // After the removals: FDSTOREREMOVE goes by name.
-        for (socket, spec) in sockets.iter().zip(specs) {
-            if !held.iter().any(|s| Arc::ptr_eq(s, socket)) {
-                self.manager
-                    .store(&spec.name, std::os::fd::AsFd::as_fd(&**socket));
-            }
-        }
+        // The fd store follows the next generation's sockets once the core
+        // has them (`Supervisor::sync_fdstore`).
         crate::sys::raise_fd_limit(sockets.len(), workers);
         Ok(sockets.into())
     }
