@@ -249,7 +249,10 @@ impl Supervisor {
     fn sync_fdstore(&mut self) {
         let next = &self.core.next().sockets;
         let same = next.len() == self.stored.len()
-            && next.iter().zip(&self.stored).all(|(a, b)| Arc::ptr_eq(a, b));
+            && next
+                .iter()
+                .zip(&self.stored)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
             return;
         }
