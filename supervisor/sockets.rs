@@ -308,7 +308,9 @@ impl BoundSocket {
             local: self.local.clone(),
             created_file: None,
             backlog: AtomicU32::new(backlog),
-            revived: AtomicU32::new(0),
+            // The address's count, carried from one generation's socket to
+            // the next.
+            revived: AtomicU32::new(self.revived()),
             mode: Mode::Steer,
         })
     }

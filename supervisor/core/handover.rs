@@ -122,20 +122,32 @@ impl Core {
         let live = self.generation_sockets();
         let is_live = |s: &Arc<BoundSocket>| live.iter().any(|l| Arc::ptr_eq(l, s));
         // The next generation's socket for a steered address is a template
-        // (its address, backlog) and what status shows: it must be one that
-        // is still in the group.
+        // (its address, backlog, revival count) and what status and the fd
+        // store show: the serving generation's, or else the newest live
+        // one's in the group.
         let mut next: Vec<Arc<BoundSocket>> = self.next.sockets.to_vec();
         let mut replaced = false;
         for socket in &mut next {
-            if !socket.mode.is_steer() || is_live(socket) {
+            if !socket.mode.is_steer() {
                 continue;
             }
-            let newest = self
-                .live_generations()
-                .into_iter()
-                .rev()
-                .flat_map(|g| g.sockets.to_vec())
-                .find(|s| self.steering.group_of(socket).any(|m| Arc::ptr_eq(m, s)));
+            let in_group = |s: &Arc<BoundSocket>| {
+                self.steering
+                    .group_of(socket)
+                    .any(|m| Arc::ptr_eq(m, s))
+            };
+            let serving = self.serving.sockets.iter().find(|s| in_group(s)).cloned();
+            let newest = match serving {
+                Some(s) if !Arc::ptr_eq(&s, socket) => Some(s),
+                Some(_) => None,
+                None if is_live(socket) => None,
+                None => self
+                    .live_generations()
+                    .into_iter()
+                    .rev()
+                    .flat_map(|g| g.sockets.to_vec())
+                    .find(|s| in_group(s)),
+            };
             if let Some(newest) = newest {
                 *socket = newest;
                 replaced = true;

@@ -316,7 +316,14 @@ fn an_old_generation_that_ignores_sigterm_is_killed_at_drain_timeout_and_the_res
 #[test]
 fn a_sigstopped_serving_worker_is_replaced_and_killed_at_drain_timeout() {
     let dir = temp_dir();
-    let mut h = serve_hello(dir.path(), &["--drain-timeout", "2s"]);
+    // One shared socket: what waits in it is served by the next generation.
+    // With a socket per generation, what waits on the stopped generation's
+    // own socket is reset when it closes unless tcp_migrate_req is on
+    // (tests/integration/steer.rs shows that case).
+    let mut h = serve_hello(
+        dir.path(),
+        &["--drain-timeout", "2s", "--handover", "shared"],
+    );
     let fds = baseline_fds(&h);
     let addr = h.addr("http");
     let stopped = h.pids("ready")[0];
