@@ -212,7 +212,12 @@ fn handover_line(k: &crate::protocol::SocketStatus) -> String {
             what.push(format!("{q} queued"));
         }
         if let Some(share) = g.share {
-            what.push(format!("{share}% of new connections"));
+            let of = if k.listen.starts_with("udp:") {
+                "datagrams"
+            } else {
+                "new connections"
+            };
+            what.push(format!("{share}% of {of}"));
         }
         if what.is_empty() {
             who

@@ -131,11 +131,8 @@ impl Core {
             if !socket.mode.is_steer() {
                 continue;
             }
-            let in_group = |s: &Arc<BoundSocket>| {
-                self.steering
-                    .group_of(socket)
-                    .any(|m| Arc::ptr_eq(m, s))
-            };
+            let in_group =
+                |s: &Arc<BoundSocket>| self.steering.group_of(socket).any(|m| Arc::ptr_eq(m, s));
             let serving = self.serving.sockets.iter().find(|s| in_group(s)).cloned();
             let newest = match serving {
                 Some(s) if !Arc::ptr_eq(&s, socket) => Some(s),

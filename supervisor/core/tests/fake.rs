@@ -72,6 +72,8 @@ pub struct Fx {
     pub sockets: Vec<Arc<BoundSocket>>,
     /// What `queued` answers, per socket serial (0 where not set).
     pub queues: BTreeMap<usize, u32>,
+    /// `sibling` fails (as with no fd left).
+    pub siblings_fail: bool,
 }
 
 impl Fx {
@@ -85,6 +87,7 @@ impl Fx {
             armed: BTreeMap::new(),
             sockets: Vec::new(),
             queues: BTreeMap::new(),
+            siblings_fail: false,
         }
     }
 
@@ -197,6 +200,14 @@ impl Effects for Fx {
         &mut self,
         socket: &Arc<BoundSocket>,
     ) -> Result<Arc<BoundSocket>, crate::sockets::BindError> {
+        if self.siblings_fail {
+            return Err(crate::sockets::BindError {
+                name: socket.spec.name.clone(),
+                listen: socket.spec.listen.clone(),
+                what: "cannot create the new generation's socket",
+                source: std::io::Error::from_raw_os_error(libc::EMFILE),
+            });
+        }
         let sibling = Arc::new(socket.sibling()?);
         let of = self.serial(socket);
         let new = self.serial(&sibling);

@@ -274,3 +274,61 @@ fn the_steering_order_survives_a_snapshot() {
     let effects = h.take();
     assert!(effects.contains(&Effect::Release(0)), "{effects:?}");
 }
+
+#[test]
+fn a_socket_that_cannot_be_opened_fails_the_restart_and_the_old_one_serves() {
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    h.fx.siblings_fail = true;
+    let mut reply = h.restart(false);
+    let effects = h.take();
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Launch { .. } | Effect::Steer { .. })),
+        "{effects:?}"
+    );
+    match reply.get() {
+        Some(Response::Error { kind, message }) => {
+            assert_eq!(kind, crate::protocol::ErrorKind::RestartFailed);
+            assert!(
+                message.contains("cannot open generation 2's socket")
+                    && message.contains("generation 1 keeps serving"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.core.serving_generation(), 1);
+    // The next restart tries again.
+    h.fx.siblings_fail = false;
+    h.restart(false);
+    assert_eq!(h.take()[0], Effect::Sibling { of: 0, new: 1 });
+}
+
+#[test]
+fn a_new_generation_that_cannot_launch_gives_its_socket_back() {
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    h.fx.fail_launches(1);
+    h.restart(false);
+    let effects = h.take();
+    assert_eq!(effects[0], Effect::Sibling { of: 0, new: 1 });
+    assert!(effects.contains(&Effect::Release(1)), "{effects:?}");
+    assert_eq!(h.core.steering().groups().count(), 1);
+    assert_eq!(
+        h.core.steering().groups().next().map(Iterator::count),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_reload_that_keeps_the_address_opens_a_new_socket_beside_the_served_one() {
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    let next = h.core.next().clone();
+    let (reply, _rx) = Reply::pair();
+    let asked = crate::core::Asked::Client(crate::core::RestartWaiter {
+        reply,
+        drained: false,
+    });
+    h.core.reload(&mut h.fx, next, asked);
+    assert_eq!(h.take()[0], Effect::Sibling { of: 0, new: 1 });
+}
