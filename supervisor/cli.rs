@@ -413,3 +413,48 @@ pub fn default_control_path() -> PathBuf {
         PathBuf::from(format!("/tmp/handoff-{uid}.sock"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::{Cli, Command};
+    use crate::sockets::Handover;
+
+    /// The overrides `handoff run FLAGS -- x` makes.
+    fn run_flags(flags: &[&str]) -> crate::config::Overrides {
+        let args = ["handoff", "run"].iter().chain(flags).chain(&["--", "x"]);
+        match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Run(run),
+                ..
+            }) => run.overrides().expect("valid flags"),
+            Ok(other) => panic!("not run: {other:?}"),
+            Err(e) => panic!("{flags:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_handover_flags_become_overrides() {
+        let o = run_flags(&[
+            "--handover",
+            "shared",
+            "--handover-settle",
+            "50ms",
+            "--handover-timeout",
+            "2s",
+        ]);
+        assert_eq!(o.handover, Some(Handover::Shared));
+        assert_eq!(o.program.handover_settle, Some(Duration::from_millis(50)));
+        assert_eq!(o.program.handover_timeout, Some(Duration::from_secs(2)));
+        let o = run_flags(&[]);
+        assert_eq!(o.handover, None);
+        assert_eq!(o.program.handover_settle, None);
+        let bad = Cli::try_parse_from(["handoff", "run", "--handover", "steered"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("[possible values: steer, shared]"), "{bad}");
+    }
+}

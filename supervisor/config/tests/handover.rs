@@ -107,55 +107,6 @@ fn the_handover_flag_replaces_the_global_key_not_a_sockets_own() {
     );
 }
 
-/// The flags as `handoff run` parses them, merged with a file.
-fn run_flags(flags: &[&str]) -> Overrides {
-    use clap::Parser;
-    let args = ["handoff", "run"].iter().chain(flags).chain(&["--", "x"]);
-    match crate::cli::Cli::try_parse_from(args) {
-        Ok(crate::cli::Cli {
-            command: crate::cli::Command::Run(run),
-            ..
-        }) => run.overrides().unwrap(),
-        Ok(other) => panic!("not run: {other:?}"),
-        Err(e) => panic!("{flags:?}: {e}"),
-    }
-}
-
-#[test]
-fn the_flags_as_run_parses_them() {
-    let overrides = run_flags(&[
-        "--handover",
-        "shared",
-        "--handover-settle",
-        "50ms",
-        "--handover-timeout",
-        "2s",
-        "--listen",
-        "flag=tcp://127.0.0.1:9",
-    ]);
-    let text = handover_file("handover = \"steer\"", "handover = \"steer\"")
-        + "handover_settle = \"1s\"\nhandover_timeout = \"9s\"\n";
-    let c = parse_with(&text, overrides).unwrap();
-    assert_eq!(c.sockets[0].handover, Some(Handover::Steer));
-    assert_eq!(c.sockets[3].name, "flag");
-    assert_eq!(c.sockets[3].handover, Some(Handover::Shared));
-    assert_eq!(c.program.handover_settle, Duration::from_millis(50));
-    assert_eq!(c.program.handover_timeout, Duration::from_secs(2));
-    // The file's own, where no flag replaces them.
-    let c = parse(&text).unwrap();
-    assert_eq!(c.program.handover_settle, Duration::from_secs(1));
-    assert_eq!(c.program.handover_timeout, Duration::from_secs(9));
-    let bad = <crate::cli::Cli as clap::Parser>::try_parse_from([
-        "handoff",
-        "run",
-        "--handover",
-        "steered",
-    ])
-    .unwrap_err()
-    .to_string();
-    assert!(bad.contains("[possible values: steer, shared]"), "{bad}");
-}
-
 #[test]
 fn an_unknown_handover_names_its_line_and_the_valid_ones() {
     let e = errors(&handover_file(
