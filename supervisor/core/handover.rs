@@ -28,20 +28,18 @@ use super::{Core, Effects, Generation, Timer};
 use crate::sockets::{BoundSocket, SocketSet};
 
 impl Core {
-    /// The sockets for a new generation: for each steered socket the
-    /// generations before it have, a new one beside it in its group; every
-    /// other socket as it is. On failure, why (what was opened is released
+    /// The sockets for a new generation: for each steered socket a ready
+    /// worker accepts from, a new one beside it in its group; every other
+    /// socket as it is. On failure, why (what was opened is released
     /// by the next [`Core::tidy_sockets`]).
     pub(super) fn open_sockets(
         &mut self,
         fx: &mut dyn Effects,
         number: u64,
     ) -> Result<SocketSet, String> {
-        let live = self.generation_sockets();
         let mut sockets = Vec::with_capacity(self.next.sockets.len());
         for socket in self.next.sockets.iter() {
-            let claimed = live.iter().any(|s| Arc::ptr_eq(s, socket));
-            if socket.mode.is_steer() && claimed {
+            if socket.mode.is_steer() && self.serves_from(socket) {
                 let sibling = fx
                     .sibling(socket)
                     .map_err(|e| format!("cannot open generation {number}'s socket: {e}"))?;
@@ -53,6 +51,18 @@ impl Core {
             }
         }
         Ok(sockets.into())
+    }
+
+    /// Whether a ready worker accepts from `socket`. A socket that no
+    /// ready worker accepts from (its generation never became ready, or
+    /// crashes and waits to respawn) holds connections nobody will take
+    /// but the next generation: that one gets the same socket, not one of
+    /// its own.
+    fn serves_from(&self, socket: &Arc<BoundSocket>) -> bool {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.active())
+            .any(|w| w.is_ready() && w.generation.sockets.iter().any(|s| Arc::ptr_eq(s, socket)))
     }
 
     /// How many new connections each generation should get: the slots it

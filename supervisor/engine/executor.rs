@@ -240,6 +240,11 @@ impl Effects for Executor {
     }
 
     fn release(&mut self, socket: &Arc<BoundSocket>) {
+        tracing::info!(
+            "socket {} ({}): the socket of a generation that is gone leaves the group",
+            socket.spec.name,
+            socket.local
+        );
         let queued = socket.queued().unwrap_or(0);
         if let Err(e) = socket.leave_group() {
             tracing::error!(

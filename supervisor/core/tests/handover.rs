@@ -332,3 +332,45 @@ fn a_reload_that_keeps_the_address_opens_a_new_socket_beside_the_served_one() {
     h.core.reload(&mut h.fx, next, asked);
     assert_eq!(h.take()[0], Effect::Sibling { of: 0, new: 1 });
 }
+
+#[test]
+fn a_generation_that_serves_nobody_hands_its_own_socket_to_the_next() {
+    // Generation 1 crashes and waits to respawn: what queues on its socket
+    // can only be taken by generation 2, which gets the same socket.
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    h.exit(1, 1);
+    h.take();
+    h.restart(false);
+    let effects = h.take();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Sibling { .. })),
+        "{effects:?}"
+    );
+    h.ready(2);
+    let effects = h.take();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Release(_))),
+        "generation 2 keeps the socket: {effects:?}"
+    );
+    assert!(
+        check_armed(&effects).is_none(),
+        "nothing to hand over: {effects:?}"
+    );
+    assert_eq!(h.core.serving_generation(), 2);
+    // The next restart, from a ready generation 2, opens a socket again.
+    h.restart(false);
+    assert_eq!(h.take()[0], Effect::Sibling { of: 0, new: 1 });
+}
+
+#[test]
+fn a_first_generation_that_never_became_ready_hands_its_socket_on() {
+    let mut h = Harness::with_sockets(quick(1, 0), vec![socket(None)]);
+    h.core.start(&mut h.fx).expect("starts");
+    h.take();
+    h.restart(false);
+    let effects = h.take();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Sibling { .. })),
+        "{effects:?}"
+    );
+}
