@@ -234,9 +234,18 @@ impl Core {
                     None => continue,
                 },
             };
+            // Only an address the new generation serves too, on a socket
+            // of its own: one a reload dropped keeps its connections going
+            // to the old generation, which nobody else can take over.
             for s in old.sockets.iter() {
-                let steered = s.mode.is_steer() && !new.sockets.iter().any(|n| Arc::ptr_eq(n, s));
-                if steered && !sockets.iter().any(|k| Arc::ptr_eq(k, s)) {
+                let mine = |n: &Arc<BoundSocket>| Arc::ptr_eq(n, s);
+                let taken_over = s.mode.is_steer()
+                    && !new.sockets.iter().any(mine)
+                    && self
+                        .steering
+                        .group_of(s)
+                        .any(|m| new.sockets.iter().any(|n| Arc::ptr_eq(n, m)));
+                if taken_over && !sockets.iter().any(|k| Arc::ptr_eq(k, s)) {
                     sockets.push(s.clone());
                 }
             }

@@ -374,3 +374,28 @@ fn a_first_generation_that_never_became_ready_hands_its_socket_on() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn an_address_a_reload_dropped_is_not_waited_for() {
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    let moved = socket(None);
+    let next = crate::core::Next {
+        spec: h.core.next().spec.clone(),
+        sockets: vec![moved].into(),
+    };
+    let (reply, _rx) = Reply::pair();
+    let asked = crate::core::Asked::Client(crate::core::RestartWaiter {
+        reply,
+        drained: false,
+    });
+    h.core.reload(&mut h.fx, next, asked);
+    let effects = h.take();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Sibling { .. })),
+        "the reload's new socket is the new generation's: {effects:?}"
+    );
+    h.ready(2);
+    let effects = h.take();
+    assert!(check_armed(&effects).is_none(), "{effects:?}");
+    assert!(signalled(&effects, 1), "{effects:?}");
+}
