@@ -68,13 +68,25 @@ fn check(file: &Path, look_up_program: bool) -> Exit {
                 "; the program was not looked up (--skip-program-check)"
             };
             // A closed stdout (`handoff check | true`) is no reason to panic.
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}: ok ({} socket(s), {} worker(s)){skipped}",
+            let mut out = format!(
+                "{}: ok ({} socket(s), {} worker(s)){skipped}\n",
                 file.display(),
                 c.sockets.len(),
                 c.program.workers
             );
+            for spec in &c.sockets {
+                out += &format!(
+                    "  socket {} ({}): {}\n",
+                    spec.name,
+                    spec.listen,
+                    match handoff::sockets::Mode::for_spec(spec) {
+                        handoff::sockets::Mode::Steer =>
+                            "a socket per generation (steer)".to_string(),
+                        handoff::sockets::Mode::Shared { why } => format!("shared ({why})"),
+                    }
+                );
+            }
+            let _ = write!(std::io::stdout(), "{out}");
             Exit::Ok
         }
         Err(exit) => exit,

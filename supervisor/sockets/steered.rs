@@ -34,8 +34,9 @@ impl Default for Mode {
 }
 
 impl Mode {
-    /// What the config asks for a socket that handoff binds itself.
-    pub(super) fn for_spec(spec: &SocketSpec) -> Mode {
+    /// What the config asks for a socket that handoff binds itself (one
+    /// passed in by an activator may still fall back: `steerable_adopted`).
+    pub fn for_spec(spec: &SocketSpec) -> Mode {
         let shared = |why: &str| Mode::Shared { why: why.into() };
         match spec.handover {
             Some(Handover::Shared) => shared("handover = \"shared\""),
