@@ -7,8 +7,8 @@
 //! the same for the naive way (stop the server, start a new one that binds
 //! the port itself), for handoff's two handovers (a socket per generation,
 //! steered, the default; one shared socket) and for the example's sloppy
-//! drain under each (the `WAYS` below: one column each, in both modes). A
-//! second table restarts 1, 16 and 64 workers and 1, 100 and 1000 sockets,
+//! drain under each (the `WAYS` below: a column each, a table per mode). A
+//! last table restarts 1, 16 and 64 workers and 1, 100 and 1000 sockets,
 //! without load and with the default handover, to show how the cost grows.
 //!
 //! `--short` (or HANDOFF_BENCH_SHORT=1) runs 10 restarts per mode and takes
@@ -103,8 +103,8 @@ impl Way {
 const STEER: &str = "handover = \"steer\"\n";
 const SHARED: &str = "handover = \"shared\"\n";
 
-/// The main table's columns, in order, each measured in both modes: one
-/// line per way. The first is what a user gets by default, and the one the
+/// The main table's columns, in order, each measured in both modes (a
+/// table each): one line per way. The first is what a user gets by default, and the one the
 /// targets are checked on; the shared socket beside it shows what steering
 /// costs a server that drains carefully, and the sloppy pair what it saves
 /// one that does not.
@@ -167,7 +167,11 @@ fn main() {
             columns.push((mode, way, measured));
         }
     }
-    println!("{}", table::main_table(&columns));
+    // One table per connection mode (the loop above measured them mode by
+    // mode): ten columns side by side would be 300 characters wide.
+    for of_mode in columns.chunks(WAYS.len()) {
+        println!("{}", table::main_table(of_mode));
+    }
     println!("{}", table::targets(&columns));
 
     let mut rows = Vec::new();
