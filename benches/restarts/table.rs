@@ -3,6 +3,7 @@
 use crate::load::Mode;
 use crate::run::Measured;
 use crate::stats::{Figures, Latency};
+use crate::Way;
 
 /// One line describing the machine.
 pub fn machine() -> String {
@@ -45,7 +46,7 @@ fn opt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
-pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
+pub fn main_table(columns: &[(Mode, &Way, Measured)]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut row = |name: &str, f: &dyn Fn(&Figures, &Measured) -> String| {
         rows.push((
@@ -132,7 +133,7 @@ pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
                 Mode::Close => "new conn",
                 Mode::KeepAlive => "keep-alive",
             };
-            way.split(", ").chain([mode]).collect()
+            way.label.split(", ").chain([mode]).collect()
         })
         .collect();
     let col = titles
@@ -167,14 +168,18 @@ pub fn main_table(columns: &[(Mode, &str, Measured)]) -> String {
 }
 
 /// The targets, each with what was measured and whether it was met.
-pub fn targets(columns: &[(Mode, &str, Measured)]) -> String {
+pub fn targets(columns: &[(Mode, &Way, Measured)]) -> String {
     let handoff: Vec<&Measured> = columns
         .iter()
-        .filter(|(_, w, _)| *w == "handoff")
+        .filter(|(_, w, _)| w.target)
         .map(|(_, _, m)| m)
         .collect();
+    let label = columns
+        .iter()
+        .find(|(_, w, _)| w.target)
+        .map_or("none", |(_, w, _)| w.label);
     let mark = |ok: bool| if ok { "met" } else { "MISSED" };
-    let mut out = String::from("targets (handoff, both modes):\n");
+    let mut out = format!("targets ({label}, both modes):\n");
     let failed: usize = handoff.iter().map(|m| m.figures.failed()).sum();
     out += &format!(
         "  zero failed requests: {failed} failed -> {}\n",
