@@ -219,13 +219,14 @@ impl Core {
     /// Every socket the next generation or a live one (serving, starting,
     /// draining, waiting to respawn) has, once each.
     pub fn held_sockets(&self) -> Vec<Arc<BoundSocket>> {
-        let mut seen: Vec<Arc<BoundSocket>> = self.next.sockets.to_vec();
+        let mut seen: steering::Sockets = self.next.sockets.iter().collect();
+        let mut held: Vec<Arc<BoundSocket>> = self.next.sockets.to_vec();
         for socket in self.generation_sockets() {
-            if !seen.iter().any(|s| Arc::ptr_eq(s, &socket)) {
-                seen.push(socket);
+            if seen.insert(&socket) {
+                held.push(socket);
             }
         }
-        seen
+        held
     }
 
     /// Makes the listeners a child shut down listen again; a revived

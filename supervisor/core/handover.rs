@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use super::phase::{HandOver, Phase};
 use super::slot::{Occupant, SlotState};
+use super::steering::Sockets;
 use super::{Core, Effects, Generation, Timer};
 use crate::sockets::{BoundSocket, SocketSet};
 
@@ -37,9 +38,10 @@ impl Core {
         fx: &mut dyn Effects,
         number: u64,
     ) -> Result<SocketSet, String> {
+        let served = self.served_sockets();
         let mut sockets = Vec::with_capacity(self.next.sockets.len());
         for socket in self.next.sockets.iter() {
-            if socket.mode.is_steer() && self.serves_from(socket) {
+            if socket.mode.is_steer() && served.contains(socket) {
                 let sibling = fx
                     .sibling(socket)
                     .map_err(|e| format!("cannot open generation {number}'s socket: {e}"))?;
@@ -53,16 +55,20 @@ impl Core {
         Ok(sockets.into())
     }
 
-    /// Whether a ready worker accepts from `socket`. A socket that no
-    /// ready worker accepts from (its generation never became ready, or
-    /// crashes and waits to respawn) holds connections nobody will take
-    /// but the next generation: that one gets the same socket, not one of
-    /// its own.
-    fn serves_from(&self, socket: &Arc<BoundSocket>) -> bool {
-        self.slots
-            .iter()
-            .filter_map(|slot| slot.active())
-            .any(|w| w.is_ready() && w.generation.sockets.iter().any(|s| Arc::ptr_eq(s, socket)))
+    /// The sockets a ready worker accepts from. A socket that no ready
+    /// worker accepts from (its generation never became ready, or crashes
+    /// and waits to respawn) holds connections nobody will take but the
+    /// next generation: that one gets the same socket, not one of its own.
+    fn served_sockets(&self) -> Sockets {
+        let mut served = Sockets::default();
+        let mut seen: Vec<u64> = Vec::new();
+        for w in self.slots.iter().filter_map(|slot| slot.active()) {
+            if w.is_ready() && !seen.contains(&w.generation.number) {
+                seen.push(w.generation.number);
+                served.extend(w.generation.sockets.iter());
+            }
+        }
+        served
     }
 
     /// How many new connections each generation should get: the slots it
@@ -129,8 +135,8 @@ impl Core {
     /// newest generation that has one in their group, a steered socket no
     /// generation has any more leaves its group, and the programs follow.
     pub(super) fn tidy_sockets(&mut self, fx: &mut dyn Effects) {
-        let live = self.generation_sockets();
-        let is_live = |s: &Arc<BoundSocket>| live.iter().any(|l| Arc::ptr_eq(l, s));
+        let live: Sockets = self.generation_sockets().iter().collect();
+        let serving: Sockets = self.serving.sockets.iter().collect();
         // The next generation's socket for a steered address is a template
         // (its address, backlog, revival count) and what status and the fd
         // store show: the serving generation's, or else the newest live
@@ -141,19 +147,19 @@ impl Core {
             if !socket.mode.is_steer() {
                 continue;
             }
-            let in_group =
-                |s: &Arc<BoundSocket>| self.steering.group_of(socket).any(|m| Arc::ptr_eq(m, s));
-            let serving = self.serving.sockets.iter().find(|s| in_group(s)).cloned();
-            let newest = match serving {
-                Some(s) if !Arc::ptr_eq(&s, socket) => Some(s),
+            let group: Vec<&Arc<BoundSocket>> = self.steering.group_of(socket).collect();
+            let newest = match group.iter().find(|m| serving.contains(m)) {
+                Some(s) if !Arc::ptr_eq(s, socket) => Some((*s).clone()),
                 Some(_) => None,
-                None if is_live(socket) => None,
-                None => self
-                    .live_generations()
-                    .into_iter()
-                    .rev()
-                    .flat_map(|g| g.sockets.to_vec())
-                    .find(|s| in_group(s)),
+                None if live.contains(socket) => None,
+                None => {
+                    let members: Sockets = group.iter().copied().collect();
+                    self.live_generations()
+                        .into_iter()
+                        .rev()
+                        .flat_map(|g| g.sockets.to_vec())
+                        .find(|s| members.contains(s))
+                }
             };
             if let Some(newest) = newest {
                 *socket = newest;
@@ -163,12 +169,12 @@ impl Core {
         if replaced {
             self.next.sockets = next.into();
         }
-        let held = self.held_sockets();
+        let held: Sockets = self.held_sockets().iter().collect();
         let unheld: Vec<Arc<BoundSocket>> = self
             .steering
             .groups()
             .flatten()
-            .filter(|m| !held.iter().any(|h| Arc::ptr_eq(h, m)))
+            .filter(|m| !held.contains(m))
             .cloned()
             .collect();
         for socket in &unheld {
@@ -205,15 +211,16 @@ impl Core {
 
     /// Every socket some live generation has, once each.
     pub(super) fn generation_sockets(&self) -> Vec<Arc<BoundSocket>> {
-        let mut seen: Vec<Arc<BoundSocket>> = Vec::new();
+        let mut seen = Sockets::default();
+        let mut sockets = Vec::new();
         for g in self.live_generations() {
             for s in g.sockets.iter() {
-                if !seen.iter().any(|k| Arc::ptr_eq(k, s)) {
-                    seen.push(s.clone());
+                if seen.insert(s) {
+                    sockets.push(s.clone());
                 }
             }
         }
-        seen
+        sockets
     }
 
     /// A batch is ready: if its old workers' generations have steered
@@ -225,6 +232,8 @@ impl Core {
             return false;
         };
         let new = &rollout.generation;
+        let new_sockets: Sockets = new.sockets.iter().collect();
+        let mut waited = Sockets::default();
         let mut sockets: Vec<Arc<BoundSocket>> = Vec::new();
         for &slot in &rollout.batch {
             let old = match self.slots[slot].active() {
@@ -238,14 +247,10 @@ impl Core {
             // of its own: one a reload dropped keeps its connections going
             // to the old generation, which nobody else can take over.
             for s in old.sockets.iter() {
-                let mine = |n: &Arc<BoundSocket>| Arc::ptr_eq(n, s);
                 let taken_over = s.mode.is_steer()
-                    && !new.sockets.iter().any(mine)
-                    && self
-                        .steering
-                        .group_of(s)
-                        .any(|m| new.sockets.iter().any(|n| Arc::ptr_eq(n, m)));
-                if taken_over && !sockets.iter().any(|k| Arc::ptr_eq(k, s)) {
+                    && !new_sockets.contains(s)
+                    && self.steering.group_of(s).any(|m| new_sockets.contains(m));
+                if taken_over && waited.insert(s) {
                     sockets.push(s.clone());
                 }
             }

@@ -8,7 +8,11 @@
 //! slots each generation serves, the program each group needs. The core
 //! calls it after every change; [`Steering::plan`] returns only the groups
 //! whose program must change.
+//!
+//! Groups are found by their address, so that a supervisor with a thousand
+//! sockets does a thousand small lookups per event, not a million.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::generation::Generation;
@@ -25,10 +29,60 @@ impl PartialEq for Member {
     }
 }
 
+/// A set of sockets by identity (the `Arc`'s pointer), for lookups that a
+/// scan would make quadratic.
+#[derive(Debug, Default)]
+pub struct Sockets(HashSet<*const BoundSocket>);
+
+impl Sockets {
+    pub fn insert(&mut self, socket: &Arc<BoundSocket>) -> bool {
+        self.0.insert(Arc::as_ptr(socket))
+    }
+
+    pub fn contains(&self, socket: &Arc<BoundSocket>) -> bool {
+        self.0.contains(&Arc::as_ptr(socket))
+    }
+}
+
+impl<'a> Extend<&'a Arc<BoundSocket>> for Sockets {
+    fn extend<I: IntoIterator<Item = &'a Arc<BoundSocket>>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(Arc::as_ptr));
+    }
+}
+
+impl<'a> FromIterator<&'a Arc<BoundSocket>> for Sockets {
+    fn from_iter<I: IntoIterator<Item = &'a Arc<BoundSocket>>>(iter: I) -> Self {
+        Sockets(iter.into_iter().map(Arc::as_ptr).collect())
+    }
+}
+
+/// What names a group: TCP or UDP, and the bound address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    udp: bool,
+    local: String,
+}
+
+impl GroupKey {
+    /// The group a socket is in, or would join: only steered TCP and UDP
+    /// sockets have one.
+    fn of(socket: &BoundSocket) -> Option<GroupKey> {
+        let udp = match socket.spec.listen {
+            ListenAddr::Tcp(_) => false,
+            ListenAddr::Udp(_) => true,
+            _ => return None,
+        };
+        socket.mode.is_steer().then(|| GroupKey {
+            udp,
+            local: socket.local.clone(),
+        })
+    }
+}
+
 /// The steered groups, each with the targets of the program last attached.
 #[derive(Debug, Default)]
 pub struct Steering {
-    groups: Vec<SteerGroup>,
+    groups: BTreeMap<GroupKey, SteerGroup>,
 }
 
 #[derive(Debug)]
@@ -46,63 +100,41 @@ pub struct Attach {
     pub targets: Vec<(u32, u32)>,
 }
 
-/// Whether two sockets are in one group: steered, both TCP or both UDP, on
-/// the same bound address.
-fn same_group(a: &BoundSocket, b: &BoundSocket) -> bool {
-    let kind = |s: &BoundSocket| match s.spec.listen {
-        ListenAddr::Tcp(_) => Some(0),
-        ListenAddr::Udp(_) => Some(1),
-        _ => None,
-    };
-    kind(a).is_some() && kind(a) == kind(b) && a.local == b.local
-}
-
 impl Steering {
-    /// Groups in the order given, each a list of members in the kernel's
-    /// order (an upgrade hands them on so).
+    /// Groups, each a list of members in the kernel's order (an upgrade
+    /// hands them on so).
     pub fn from_groups(groups: Vec<Vec<Arc<BoundSocket>>>) -> Steering {
-        let groups = groups
-            .into_iter()
-            .filter(|g| !g.is_empty())
-            .map(|members| {
-                let mut order = Group::new();
-                for m in members {
-                    order.join(Member(m));
-                }
-                SteerGroup {
-                    order,
-                    attached: None,
-                }
-            })
-            .collect();
-        Steering { groups }
+        let mut steering = Steering::default();
+        for members in groups {
+            for m in &members {
+                steering.join(m);
+            }
+        }
+        steering
     }
 
     /// Each group's members, in the kernel's order.
     pub fn groups(&self) -> impl Iterator<Item = impl Iterator<Item = &Arc<BoundSocket>>> {
         self.groups
-            .iter()
+            .values()
             .map(|g| g.order.keys().iter().map(|m| &m.0))
     }
 
     pub fn contains(&self, socket: &Arc<BoundSocket>) -> bool {
-        let key = Member(socket.clone());
-        self.groups.iter().any(|g| g.order.index_of(&key).is_some())
+        self.index_of(socket).is_some()
+    }
+
+    /// `socket`'s place in its group.
+    pub fn index_of(&self, socket: &Arc<BoundSocket>) -> Option<u32> {
+        let g = self.groups.get(&GroupKey::of(socket)?)?;
+        g.order.index_of(&Member(socket.clone()))
     }
 
     /// Every member of the group `socket` is in (or would join).
-    pub fn group_of<'a>(
-        &'a self,
-        socket: &'a BoundSocket,
-    ) -> impl Iterator<Item = &'a Arc<BoundSocket>> + 'a {
-        self.groups
-            .iter()
-            .filter(move |g| {
-                g.order
-                    .keys()
-                    .first()
-                    .is_some_and(|m| same_group(&m.0, socket))
-            })
+    pub fn group_of(&self, socket: &BoundSocket) -> impl Iterator<Item = &Arc<BoundSocket>> {
+        GroupKey::of(socket)
+            .and_then(|key| self.groups.get(&key))
+            .into_iter()
             .flat_map(|g| g.order.keys().iter().map(|m| &m.0))
     }
 
@@ -110,43 +142,34 @@ impl Steering {
     /// address's group (a new group if it is the first). A member already
     /// there keeps its place.
     pub fn join(&mut self, socket: &Arc<BoundSocket>) {
-        if !socket.mode.is_steer() || self.contains(socket) {
+        let Some(key) = GroupKey::of(socket) else {
             return;
-        }
-        let member = Member(socket.clone());
-        match self.groups.iter_mut().find(|g| {
-            g.order
-                .keys()
-                .first()
-                .is_some_and(|m| same_group(&m.0, socket))
-        }) {
-            Some(g) => {
-                g.order.join(member);
-            }
-            None => {
-                let mut order = Group::new();
-                order.join(member);
-                self.groups.push(SteerGroup {
-                    order,
-                    attached: None,
-                });
-            }
-        }
+        };
+        let g = self.groups.entry(key).or_insert_with(|| SteerGroup {
+            order: Group::new(),
+            attached: None,
+        });
+        g.order.join(Member(socket.clone()));
     }
 
     /// A member left its group (handoff took it out, or a child shut it
     /// down): the last member moves into its place. An emptied group goes,
     /// and with it the kernel's program.
     pub fn leave(&mut self, socket: &Arc<BoundSocket>) {
-        let key = Member(socket.clone());
-        for g in &mut self.groups {
-            if g.order.leave(&key).is_some() {
-                // Indices moved: the program must be attached again even
-                // if its targets read the same.
-                g.attached = None;
-            }
+        let Some(key) = GroupKey::of(socket) else {
+            return;
+        };
+        let Some(g) = self.groups.get_mut(&key) else {
+            return;
+        };
+        if g.order.leave(&Member(socket.clone())).is_some() {
+            // Indices moved: the program must be attached again even if its
+            // targets read the same.
+            g.attached = None;
         }
-        self.groups.retain(|g| !g.order.is_empty());
+        if g.order.is_empty() {
+            self.groups.remove(&key);
+        }
     }
 
     /// A member that a child shut down listens again: the kernel took it
@@ -163,26 +186,34 @@ impl Steering {
     /// proportion to its weight. A group none of them has a socket in keeps
     /// its program.
     pub fn plan(&mut self, weights: &[(Arc<Generation>, u32)]) -> Vec<Attach> {
-        let mut plan = Vec::new();
-        for g in &mut self.groups {
-            let mut targets: Vec<(u32, u32)> = Vec::new();
-            for (generation, weight) in weights {
-                if *weight == 0 {
-                    continue;
-                }
-                for socket in generation.sockets.iter() {
-                    let Some(index) = g.order.index_of(&Member(socket.clone())) else {
-                        continue;
-                    };
-                    match targets.iter_mut().find(|(i, _)| *i == index) {
-                        Some((_, w)) => *w += weight,
-                        None => targets.push((index, *weight)),
-                    }
-                }
-            }
-            if targets.is_empty() {
+        let mut wanted: BTreeMap<GroupKey, Vec<(u32, u32)>> = BTreeMap::new();
+        for (generation, weight) in weights {
+            if *weight == 0 {
                 continue;
             }
+            for socket in generation.sockets.iter() {
+                let Some(key) = GroupKey::of(socket) else {
+                    continue;
+                };
+                let Some(index) = self
+                    .groups
+                    .get(&key)
+                    .and_then(|g| g.order.index_of(&Member(socket.clone())))
+                else {
+                    continue;
+                };
+                let targets = wanted.entry(key).or_default();
+                match targets.iter_mut().find(|(i, _)| *i == index) {
+                    Some((_, w)) => *w += weight,
+                    None => targets.push((index, *weight)),
+                }
+            }
+        }
+        let mut plan = Vec::new();
+        for (key, mut targets) in wanted {
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
             targets.sort_unstable();
             // One target: its weight means nothing (the program is `ret`).
             if let [(_, w)] = targets.as_mut_slice() {
@@ -200,12 +231,7 @@ impl Steering {
     /// The program attached to `socket`'s group, as `(index, percent)`:
     /// None when it is not steered or has no program yet.
     pub fn shares(&self, socket: &BoundSocket) -> Option<Vec<(u32, u32)>> {
-        let g = self.groups.iter().find(|g| {
-            g.order
-                .keys()
-                .first()
-                .is_some_and(|m| same_group(&m.0, socket))
-        })?;
+        let g = self.groups.get(&GroupKey::of(socket)?)?;
         let targets = g.attached.as_ref()?;
         let total: u32 = targets.iter().map(|(_, w)| w).sum::<u32>().max(1);
         Some(targets.iter().map(|&(i, w)| (i, w * 100 / total)).collect())
@@ -214,7 +240,7 @@ impl Steering {
     /// Forgets what was attached (a new supervisor after an upgrade
     /// attaches every program again).
     pub fn forget_programs(&mut self) {
-        for g in &mut self.groups {
+        for g in self.groups.values_mut() {
             g.attached = None;
         }
     }

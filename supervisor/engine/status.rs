@@ -1,5 +1,6 @@
 //! The `status` answer: the supervisor, its sockets, its workers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -14,6 +15,7 @@ impl Supervisor {
     pub fn status(&mut self) -> Status {
         self.check_sockets();
         let core = &self.core;
+        let holders = holders(core);
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -40,7 +42,7 @@ impl Supervisor {
                         Mode::Shared { why } => Some(why.clone()),
                         Mode::Steer => None,
                     },
-                    generations: generation_sockets(core, s),
+                    generations: generation_sockets(core, s, &holders),
                 })
                 .collect(),
             workers: core.worker_rows(Instant::now(), SystemTime::now()),
@@ -58,23 +60,25 @@ impl Supervisor {
 /// The kernel sockets on `socket`'s address: its group's members for a
 /// steered one, itself for a shared one; each with the generations that
 /// have it, its queue, and its share of new connections.
-fn generation_sockets(core: &Core, socket: &Arc<BoundSocket>) -> Vec<GenerationSocket> {
+fn generation_sockets(
+    core: &Core,
+    socket: &Arc<BoundSocket>,
+    holders: &HashMap<*const BoundSocket, Vec<u64>>,
+) -> Vec<GenerationSocket> {
     let members: Vec<Arc<BoundSocket>> = if socket.mode.is_steer() {
         core.steering().group_of(socket).cloned().collect()
     } else {
         vec![socket.clone()]
     };
     let shares = core.steering().shares(socket);
-    let live = core.live_generations();
     members
         .iter()
         .enumerate()
         .map(|(index, member)| GenerationSocket {
-            generations: live
-                .iter()
-                .filter(|g| g.sockets.iter().any(|s| Arc::ptr_eq(s, member)))
-                .map(|g| g.number)
-                .collect(),
+            generations: holders
+                .get(&Arc::as_ptr(member))
+                .cloned()
+                .unwrap_or_default(),
             queued: member.queued(),
             share: shares.as_ref().map(|shares| {
                 shares
@@ -84,4 +88,15 @@ fn generation_sockets(core: &Core, socket: &Arc<BoundSocket>) -> Vec<GenerationS
             }),
         })
         .collect()
+}
+
+/// Which live generations have each socket, oldest first.
+fn holders(core: &Core) -> HashMap<*const BoundSocket, Vec<u64>> {
+    let mut holders: HashMap<*const BoundSocket, Vec<u64>> = HashMap::new();
+    for g in core.live_generations() {
+        for s in g.sockets.iter() {
+            holders.entry(Arc::as_ptr(s)).or_default().push(g.number);
+        }
+    }
+    holders
 }
