@@ -144,10 +144,14 @@ fn assert_loses_what_the_servers_close_unread(run: &Run) {
         tally.ok
     );
     // Every loss is a connection accepted and then dropped by the server,
-    // never one refused or timed out: the socket itself lost nothing.
+    // never one refused or timed out: the socket itself lost nothing. (A
+    // client whose request write comes after the server's reset sees a
+    // broken pipe: rare, seen about once in 40 stops on a loaded machine.)
     for kind in tally.failed.keys() {
         assert!(
-            kind.starts_with("ConnectionReset") || kind.starts_with("UnexpectedEof"),
+            kind.starts_with("ConnectionReset")
+                || kind.starts_with("UnexpectedEof")
+                || kind.starts_with("BrokenPipe"),
             "a failure other than reset or closed without an answer: {kind}; {:?}\n{}",
             tally.failed,
             run.log
