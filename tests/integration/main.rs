@@ -17,6 +17,7 @@ mod protocol;
 mod reload;
 mod restart;
 mod sloppy;
+mod steer;
 mod supervise;
 mod systemd;
 mod tour;

@@ -1,7 +1,9 @@
-//! Issue 10's baseline: with one socket shared by every generation, a
-//! server whose own drain is sloppy loses requests when handoff restarts it,
-//! and the same restarts of the careful server lose none. The difference is
-//! the server's: what handoff's steering must make impossible.
+//! Issue 10: with one socket shared by every generation (`--handover
+//! shared`), a server whose own drain is sloppy loses requests when handoff
+//! restarts it, and the same restarts of the careful server lose none. With
+//! a socket per generation (`steer`, the default) the sloppy server loses
+//! none either: its queue is empty, and what it accepted is read, before it
+//! is told to stop. The same holds for a rolling restart of 4 workers.
 
 use crate::harness::{example, restart, temp_dir, Handoff};
 use crate::load::{Load, Tally};
@@ -17,22 +19,30 @@ const CLIENTS: usize = 32;
 /// under load.
 const BETWEEN_RESTARTS: u64 = 100;
 
-/// What one run saw: the clients' tally, and how many connections the
-/// retired generations say they closed with the request unread.
+/// What one run saw: the clients' tally, how many connections the retired
+/// generations say they closed with the request unread, and the handover
+/// `status` reported for the socket (so a run that meant to test one mode
+/// cannot quietly test the other).
 struct Run {
     tally: Tally,
     closed_unread: u64,
+    handover: String,
     log: String,
 }
+
+/// A rolling restart of 4 workers, one at a time: each restart retires 4
+/// workers, each of them at its own moment while the others keep serving.
+const ROLLING: &[&str] = &["--workers", "4", "--strategy", "rolling", "--batch", "1"];
 
 /// How the example says, at start, that it runs the sloppy drain.
 const SLOPPY: &str = "(sloppy drain)";
 
 /// Serves `hello` (with `--sloppy-drain` if `sloppy`) under handoff with
-/// `handoff_args` (none: one shared socket, as today; the steering half of
-/// issue 10 passes its setting here), restarts it RESTARTS times under
-/// load, and waits until every retired generation has drained and exited.
+/// `handoff_args` (`--handover`, `--workers`...), restarts it RESTARTS
+/// times under load, and waits until every retired worker has drained and
+/// exited.
 fn restarts_under_load(handoff_args: &[&str], sloppy: bool) -> Run {
+    let workers = workers_in(handoff_args);
     let dir = temp_dir();
     let hello = example("hello");
     let mut args = vec!["--listen", "http=tcp://127.0.0.1:0"];
@@ -59,24 +69,34 @@ fn restarts_under_load(handoff_args: &[&str], sloppy: bool) -> Run {
         assert_eq!(code, 0, "restart failed: {out}{err}");
         load.wait_for_more(BETWEEN_RESTARTS);
     }
-    // Each retired generation drains on its own time: count only once all
-    // of them are done, so no loss happens after the tally.
-    for _ in 0..RESTARTS {
+    // Each retired worker drains on its own time: count only once all of
+    // them are done, so no loss happens after the tally.
+    for _ in 0..RESTARTS * workers {
         h.wait_log("drained, exiting");
     }
     let tally = load.stop();
+    let handover = h.status().sockets[0].handover.clone();
     let log = h.log();
     Run {
         tally,
-        closed_unread: closed_unread(&log, sloppy),
+        closed_unread: closed_unread(&log, sloppy, workers),
+        handover,
         log,
     }
 }
 
-/// The sum of what the retired generations say they closed unread. A
-/// sloppy one says it on stdout before "drained, exiting", so once every
-/// one has exited, every count is in the log.
-fn closed_unread(log: &str, sloppy: bool) -> u64 {
+/// The `--workers` in `args` (1 without it): how many workers each restart
+/// retires.
+fn workers_in(args: &[&str]) -> usize {
+    args.iter()
+        .position(|a| *a == "--workers")
+        .map_or(1, |i| args[i + 1].parse().expect("--workers N"))
+}
+
+/// The sum of what the retired workers say they closed unread. A sloppy
+/// one says it on stdout before "drained, exiting", so once every one has
+/// exited, every count is in the log.
+fn closed_unread(log: &str, sloppy: bool, workers: usize) -> u64 {
     let counts: Vec<u64> = log
         .lines()
         .filter(|l| l.contains("connections with their request unread"))
@@ -88,11 +108,11 @@ fn closed_unread(log: &str, sloppy: bool) -> u64 {
                 .unwrap_or_else(|| panic!("no count in {line:?}"))
         })
         .collect();
-    let expected = if sloppy { RESTARTS } else { 0 };
+    let expected = if sloppy { RESTARTS * workers } else { 0 };
     assert_eq!(
         counts.len(),
         expected,
-        "one count per retired generation\n{log}"
+        "one count per retired worker\n{log}"
     );
     counts.iter().sum()
 }
@@ -101,8 +121,9 @@ fn closed_unread(log: &str, sloppy: bool) -> u64 {
 /// report can quote the numbers.
 fn report(name: &str, run: &Run) {
     eprintln!(
-        "{name}: {} restarts, {} requests, {} ok, {} failed {:?}, {} closed unread by the server",
+        "{name}: {} restarts, handover {}, {} requests, {} ok, {} failed {:?}, {} closed unread by the server",
         RESTARTS,
+        run.handover,
         run.tally.ok + run.tally.failures(),
         run.tally.ok,
         run.tally.failures(),
@@ -111,10 +132,10 @@ fn report(name: &str, run: &Run) {
     );
 }
 
-#[test]
-fn a_sloppy_drain_on_a_shared_socket_loses_requests() {
-    let run = restarts_under_load(&[], true);
-    report("sloppy drain, shared socket", &run);
+/// A shared socket's run lost requests, and only ones the servers own up
+/// to: proof that the load reaches the race steering must close.
+fn assert_loses_what_the_servers_close_unread(run: &Run) {
+    assert_eq!(run.handover, "shared", "{}", run.log);
     let tally = &run.tally;
     assert!(
         tally.failures() > 0,
@@ -123,10 +144,14 @@ fn a_sloppy_drain_on_a_shared_socket_loses_requests() {
         tally.ok
     );
     // Every loss is a connection accepted and then dropped by the server,
-    // never one refused or timed out: the socket itself lost nothing.
+    // never one refused or timed out: the socket itself lost nothing. (A
+    // client whose request write comes after the server's reset sees a
+    // broken pipe: rare, seen about once in 40 stops on a loaded machine.)
     for kind in tally.failed.keys() {
         assert!(
-            kind.starts_with("ConnectionReset") || kind.starts_with("UnexpectedEof"),
+            kind.starts_with("ConnectionReset")
+                || kind.starts_with("UnexpectedEof")
+                || kind.starts_with("BrokenPipe"),
             "a failure other than reset or closed without an answer: {kind}; {:?}\n{}",
             tally.failed,
             run.log
@@ -143,10 +168,36 @@ fn a_sloppy_drain_on_a_shared_socket_loses_requests() {
     );
 }
 
+/// A steered run lost nothing: no client failed, and no retired worker
+/// held a connection it had not read when it was told to stop.
+fn assert_loses_nothing(run: &Run) {
+    assert_eq!(run.handover, "steer", "{}", run.log);
+    assert_eq!(
+        (run.tally.failures(), run.closed_unread),
+        (0, 0),
+        "steered restarts lost requests ({:?}) or a server closed some unread\n{}",
+        run.tally.failed,
+        run.log
+    );
+    assert!(
+        run.tally.ok >= BETWEEN_RESTARTS * (RESTARTS as u64 + 1),
+        "{:?}",
+        run.tally
+    );
+}
+
+#[test]
+fn a_sloppy_drain_on_a_shared_socket_loses_requests() {
+    let run = restarts_under_load(&["--handover", "shared"], true);
+    report("sloppy drain, shared socket", &run);
+    assert_loses_what_the_servers_close_unread(&run);
+}
+
 #[test]
 fn the_careful_drain_on_a_shared_socket_loses_nothing() {
-    let run = restarts_under_load(&[], false);
+    let run = restarts_under_load(&["--handover", "shared"], false);
     report("careful drain, shared socket", &run);
+    assert_eq!(run.handover, "shared");
     assert_eq!(
         run.tally.failures(),
         0,
@@ -159,6 +210,35 @@ fn the_careful_drain_on_a_shared_socket_loses_nothing() {
         "{:?}",
         run.tally
     );
+}
+
+#[test]
+fn a_sloppy_drain_on_steered_sockets_loses_nothing_by_default() {
+    let run = restarts_under_load(&[], true);
+    report("sloppy drain, steered by default", &run);
+    assert_loses_nothing(&run);
+}
+
+#[test]
+fn a_sloppy_drain_with_handover_steer_loses_nothing() {
+    let run = restarts_under_load(&["--handover", "steer"], true);
+    report("sloppy drain, --handover steer", &run);
+    assert_loses_nothing(&run);
+}
+
+#[test]
+fn a_rolling_restart_of_a_sloppy_drain_on_a_shared_socket_loses_requests() {
+    let args = [ROLLING, &["--handover", "shared"]].concat();
+    let run = restarts_under_load(&args, true);
+    report("sloppy drain, 4 workers rolling, shared socket", &run);
+    assert_loses_what_the_servers_close_unread(&run);
+}
+
+#[test]
+fn a_rolling_restart_of_a_sloppy_drain_on_steered_sockets_loses_nothing() {
+    let run = restarts_under_load(ROLLING, true);
+    report("sloppy drain, 4 workers rolling, steered", &run);
+    assert_loses_nothing(&run);
 }
 
 #[test]
