@@ -369,7 +369,16 @@ impl Drop for BoundSocket {
         }
         // Only a socket that was fully set up has anything to report.
         if !self.local.is_empty() {
-            tracing::info!("socket {} closed ({})", self.spec.name, self.local);
+            tracing::info!(
+                "socket {} closed ({}{})",
+                self.spec.name,
+                self.local,
+                if self.mode.is_steer() {
+                    ", a generation's own"
+                } else {
+                    ""
+                }
+            );
         }
     }
 }

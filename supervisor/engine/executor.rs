@@ -240,7 +240,7 @@ impl Effects for Executor {
     }
 
     fn release(&mut self, socket: &Arc<BoundSocket>) {
-        tracing::info!(
+        tracing::debug!(
             "socket {} ({}): the socket of a generation that is gone leaves the group",
             socket.spec.name,
             socket.local
