@@ -110,7 +110,7 @@ impl Supervisor {
     pub fn assemble(parts: Parts, inbox: &Inbox) -> Result<Supervisor, RestoreError> {
         let core = Core::restore(&parts.core, &parts.sockets, Instant::now())?;
         // Boot stored these; an upgrade inherits what the old one stored.
-        let stored = core.next().sockets.to_vec();
+        let stored = storable(&core);
         Ok(Supervisor {
             core,
             fx: Executor::new(parts.runtime_dir, inbox.sender(), parts.leftovers),
@@ -247,7 +247,7 @@ impl Supervisor {
     /// listens, and a handoff started again by the service manager must get
     /// one that does).
     fn sync_fdstore(&mut self) {
-        let next = &self.core.next().sockets;
+        let next = storable(&self.core);
         let same = next.len() == self.stored.len()
             && next
                 .iter()
@@ -268,8 +268,21 @@ impl Supervisor {
                     .store(&socket.spec.name, std::os::fd::AsFd::as_fd(&**socket));
             }
         }
-        self.stored = next.to_vec();
+        self.stored = next;
     }
+}
+
+/// The next generation's sockets that belong in the fd store: not those of
+/// an address an activator passed in (a socket unit, or the fd store
+/// itself), whose own socket stays listening in the group and comes back
+/// at the next start; a second one under the same name would too.
+fn storable(core: &Core) -> Vec<Arc<BoundSocket>> {
+    core.next()
+        .sockets
+        .iter()
+        .filter(|s| !s.from_activator && !core.steering().group_of(s).any(|m| m.from_activator))
+        .cloned()
+        .collect()
 }
 
 /// "socket http listening on 127.0.0.1:8080 (fd 3 in children, backlog 4096)";

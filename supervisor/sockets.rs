@@ -61,6 +61,10 @@ pub struct BoundSocket {
     revived: AtomicU32,
     /// Whether each generation gets a socket of its own for this address.
     pub mode: Mode,
+    /// Passed in by an activator (a socket unit, the fd store), which may
+    /// hold the same open socket: handoff must never shut it down, only
+    /// close its own copy (docs/design.md, "A socket per generation").
+    pub from_activator: bool,
 }
 
 impl BoundSocket {
@@ -130,6 +134,7 @@ impl BoundSocket {
             backlog: AtomicU32::new(0),
             revived: AtomicU32::new(0),
             mode,
+            from_activator: false,
         };
         if let (Some(mode), Some(CreatedFile { path, .. })) = (spec.mode, &bound.created_file) {
             // Before listen(), so no client can connect under the old mode.
@@ -164,6 +169,7 @@ impl BoundSocket {
             backlog: self.backlog.load(Ordering::Relaxed),
             revived: self.revived(),
             mode: self.mode.clone(),
+            from_activator: self.from_activator,
         }
     }
 
@@ -177,6 +183,7 @@ impl BoundSocket {
             backlog: AtomicU32::new(snapshot.backlog),
             revived: AtomicU32::new(snapshot.revived),
             mode: snapshot.mode,
+            from_activator: snapshot.from_activator,
         }
     }
 
@@ -204,6 +211,7 @@ impl BoundSocket {
             backlog: AtomicU32::new(0),
             revived: AtomicU32::new(0),
             mode,
+            from_activator: true,
         })
     }
 
@@ -416,6 +424,8 @@ pub struct SocketSnapshot {
     pub revived: u32,
     #[serde(default)]
     pub mode: Mode,
+    #[serde(default)]
+    pub from_activator: bool,
 }
 
 #[cfg(test)]

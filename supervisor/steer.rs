@@ -84,4 +84,4 @@ mod tests;
 
 pub use group::Group;
 pub use program::{attach, split, to, AttachError, SplitError};
-pub use queue::{migrate_req, queue_len};
+pub use queue::{datagram_waiting, migrate_req, queue_len};

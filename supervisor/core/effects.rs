@@ -117,8 +117,9 @@ pub trait Effects {
     /// Takes a steered socket out of its group now; the core drops it next.
     fn release(&mut self, socket: &Arc<BoundSocket>);
 
-    /// Attaches a steering program to a group.
-    fn steer(&mut self, attach: &Attach);
+    /// Attaches a steering program to a group; false if it could not be
+    /// (said in the log).
+    fn steer(&mut self, attach: &Attach) -> bool;
 
     /// How many connections wait in these sockets' accept queues.
     fn queued(&mut self, sockets: &[Arc<BoundSocket>]) -> u32;

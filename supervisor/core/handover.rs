@@ -39,14 +39,30 @@ impl Core {
         number: u64,
     ) -> Result<SocketSet, String> {
         let served = self.served_sockets();
+        let live: Sockets = self.generation_sockets().iter().collect();
         let mut sockets = Vec::with_capacity(self.next.sockets.len());
         for socket in self.next.sockets.iter() {
             if socket.mode.is_steer() && served.contains(socket) {
-                let sibling = fx
-                    .sibling(socket)
-                    .map_err(|e| format!("cannot open generation {number}'s socket: {e}"))?;
-                self.steering.join(&sibling);
-                sockets.push(sibling);
+                // An activator's socket that no generation has any more is
+                // still in the group (it is never shut down): the new
+                // generation takes it, and with it anything that strayed
+                // into its queue, rather than a socket of its own.
+                let free = self
+                    .steering
+                    .group_of(socket)
+                    .find(|m| m.from_activator && !live.contains(m))
+                    .cloned();
+                let own = match free {
+                    Some(free) => free,
+                    None => {
+                        let sibling = fx.sibling(socket).map_err(|e| {
+                            format!("cannot open generation {number}'s socket: {e}")
+                        })?;
+                        self.steering.join(&sibling);
+                        sibling
+                    }
+                };
+                sockets.push(own);
             } else {
                 self.steering.join(socket);
                 sockets.push(socket.clone());
@@ -123,11 +139,14 @@ impl Core {
         }
     }
 
-    /// Attaches the programs that changed.
+    /// Attaches the programs that changed. One that could not be attached
+    /// (logged by the executor) is tried again after the next event.
     pub(super) fn steer(&mut self, fx: &mut dyn Effects) {
         let weights = self.weights();
         for attach in self.steering.plan(&weights) {
-            fx.steer(&attach);
+            if fx.steer(&attach) {
+                self.steering.attached(&attach);
+            }
         }
     }
 
@@ -143,6 +162,9 @@ impl Core {
         // one's in the group.
         let mut next: Vec<Arc<BoundSocket>> = self.next.sockets.to_vec();
         let mut replaced = false;
+        // Worked out once, and only when needed (a reload's new address
+        // whose generation failed).
+        let mut newest_first: Option<Vec<Arc<BoundSocket>>> = None;
         for socket in &mut next {
             if !socket.mode.is_steer() {
                 continue;
@@ -154,11 +176,11 @@ impl Core {
                 None if live.contains(socket) => None,
                 None => {
                     let members: Sockets = group.iter().copied().collect();
-                    self.live_generations()
-                        .into_iter()
-                        .rev()
-                        .flat_map(|g| g.sockets.to_vec())
+                    newest_first
+                        .get_or_insert_with(|| self.live_sockets_newest_first())
+                        .iter()
                         .find(|s| members.contains(s))
+                        .cloned()
                 }
             };
             if let Some(newest) = newest {
@@ -169,19 +191,33 @@ impl Core {
         if replaced {
             self.next.sockets = next.into();
         }
+        // An activator's socket stays: the activator holds the same socket,
+        // which must keep listening (a later generation takes it again).
         let held: Sockets = self.held_sockets().iter().collect();
         let unheld: Vec<Arc<BoundSocket>> = self
             .steering
             .groups()
             .flatten()
-            .filter(|m| !held.contains(m))
+            .filter(|m| !held.contains(m) && !m.from_activator)
             .cloned()
             .collect();
         for socket in &unheld {
             fx.release(socket);
             self.steering.leave(socket);
         }
+        // Closed before the programs change: a UDP socket leaves its group
+        // only when its last copy closes, and the new programs count it out.
+        drop(unheld);
         self.steer(fx);
+    }
+
+    /// Every live generation's sockets, the newest generation's first.
+    fn live_sockets_newest_first(&self) -> Vec<Arc<BoundSocket>> {
+        self.live_generations()
+            .into_iter()
+            .rev()
+            .flat_map(|g| g.sockets.to_vec())
+            .collect()
     }
 
     /// Every generation that has a worker, a pending respawn, a rollout or
@@ -322,8 +358,8 @@ impl Core {
 }
 
 /// How often a hand-over looks at the old sockets' queues: five times per
-/// settle time (the quiet is noticed at most a fifth of it late), at least
-/// every 25 ms, at most every millisecond. Each look is an event of the
+/// settle time (the quiet is noticed at most a fifth of it late), and
+/// every 1 to 25 ms whatever the settle time. Each look is an event of the
 /// loop: more would cost CPU for nothing.
 fn poll_every(settle: Duration) -> Duration {
     (settle / 5).clamp(Duration::from_millis(1), Duration::from_millis(25))

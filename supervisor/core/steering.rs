@@ -30,7 +30,9 @@ impl PartialEq for Member {
 }
 
 /// A set of sockets by identity (the `Arc`'s pointer), for lookups that a
-/// scan would make quadratic.
+/// scan would make quadratic. A pointer names its socket only while the
+/// socket lives: a set is built, used and dropped within one call, while
+/// the `Arc`s it was built from are held.
 #[derive(Debug, Default)]
 pub struct Sockets(HashSet<*const BoundSocket>);
 
@@ -92,11 +94,14 @@ struct SteerGroup {
     attached: Option<Vec<(u32, u32)>>,
 }
 
-/// A program to attach: through `via` (a member of the group), sending new
-/// connections to the sockets at these `(index, weight)`.
+/// A program to attach to a group (through any of its `members` that
+/// listens: one a child shut down is out of the group, and a program
+/// attached through it would go nowhere), sending new connections to the
+/// sockets at these `(index, weight)`.
 #[derive(Debug, Clone)]
 pub struct Attach {
-    pub via: Arc<BoundSocket>,
+    /// The group's members, in its order.
+    pub members: Vec<Arc<BoundSocket>>,
     pub targets: Vec<(u32, u32)>,
 }
 
@@ -184,7 +189,8 @@ impl Steering {
     /// The programs that must change so that each group sends new
     /// connections to the sockets of `weights`' generations, each in
     /// proportion to its weight. A group none of them has a socket in keeps
-    /// its program.
+    /// its program. Each is to be reported [`Steering::attached`] once it
+    /// is.
     pub fn plan(&mut self, weights: &[(Arc<Generation>, u32)]) -> Vec<Attach> {
         let mut wanted: BTreeMap<GroupKey, Vec<(u32, u32)>> = BTreeMap::new();
         for (generation, weight) in weights {
@@ -220,12 +226,23 @@ impl Steering {
                 *w = 1;
             }
             if g.attached.as_ref() != Some(&targets) {
-                let via = g.order.keys()[0].0.clone();
-                g.attached = Some(targets.clone());
-                plan.push(Attach { via, targets });
+                let members = g.order.keys().iter().map(|m| m.0.clone()).collect();
+                plan.push(Attach { members, targets });
             }
         }
         plan
+    }
+
+    /// `attach` is in force.
+    pub fn attached(&mut self, attach: &Attach) {
+        let group = attach
+            .members
+            .first()
+            .and_then(|m| GroupKey::of(m))
+            .and_then(|key| self.groups.get_mut(&key));
+        if let Some(g) = group {
+            g.attached = Some(attach.targets.clone());
+        }
     }
 
     /// The program attached to `socket`'s group, as `(index, percent)`:

@@ -259,36 +259,51 @@ impl Effects for Executor {
                 socket.spec.name,
                 socket.local,
                 match crate::steer::migrate_req() {
-                    Some(true) => "net.ipv4.tcp_migrate_req = 1 moved them to the newer generation's socket",
-                    _ => "they were reset (net.ipv4.tcp_migrate_req = 1 would move them to the newer generation's socket)",
+                    Some(true) => "net.ipv4.tcp_migrate_req = 1 moved them to another socket of the group (the kernel picks it by hash)",
+                    _ => "they were reset (net.ipv4.tcp_migrate_req = 1 would move them to another socket of the group)",
                 }
             );
         }
     }
 
-    fn steer(&mut self, attach: &Attach) {
+    fn steer(&mut self, attach: &Attach) -> bool {
+        let Some(first) = attach.members.first() else {
+            return false;
+        };
+        let (name, local) = (&first.spec.name, &first.local);
         let program = match attach.targets.as_slice() {
             [(index, _)] => crate::steer::to(*index),
             targets => match crate::steer::split(targets) {
                 Ok(program) => program,
                 Err(e) => {
-                    tracing::error!("socket {}: cannot steer: {e}", attach.via.spec.name);
-                    return;
+                    tracing::error!("socket {name} ({local}): cannot steer: {e}");
+                    return false;
                 }
             },
         };
-        match crate::steer::attach(&*attach.via, &program) {
-            Ok(()) => tracing::debug!(
-                "socket {} ({}): new connections go to {:?} (index, weight)",
-                attach.via.spec.name,
-                attach.via.local,
-                attach.targets
-            ),
-            Err(e) => tracing::error!(
-                "socket {} ({}): cannot steer new connections to the new generation: {e}",
-                attach.via.spec.name,
-                attach.via.local
-            ),
+        // Through a member that listens: one a child shut down is out of
+        // the group until it is revived.
+        let Some(via) = attach.members.iter().find(|m| m.is_listening()) else {
+            tracing::error!(
+                "socket {name} ({local}): no socket of the group listens; cannot steer"
+            );
+            return false;
+        };
+        match crate::steer::attach(&**via, &program) {
+            Ok(()) => {
+                tracing::debug!(
+                    "socket {name} ({local}): new connections go to {:?} (index, weight)",
+                    attach.targets
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    "socket {name} ({local}): cannot steer new connections between the generations' sockets: {e}; \
+                     tried again at the next event"
+                );
+                false
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use super::{Event, Supervisor};
 use crate::config::{self, Config, ConfigErrors};
 use crate::core::{error, Asked, Next, RestartWaiter};
 use crate::protocol::{ErrorKind, Response};
-use crate::sockets::{BoundSocket, SocketSet, SocketSpec};
+use crate::sockets::{BoundSocket, ListenAddr, SocketSet, SocketSpec};
 
 impl Supervisor {
     /// Starts reading the file; [`Event::Reloaded`] brings it back.
@@ -87,6 +87,13 @@ impl Supervisor {
     /// generations that have them and close with the last of those.
     fn rebind(&self, specs: &[SocketSpec], workers: usize) -> Result<SocketSet, RebindError> {
         let held = &self.core.next().sockets;
+        // Every address some generation listens on, by its bound address.
+        let listening: std::collections::HashMap<String, Arc<BoundSocket>> = self
+            .core
+            .held_sockets()
+            .into_iter()
+            .map(|s| (s.local.clone(), s))
+            .collect();
         let mut sockets = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let kept = held
@@ -98,12 +105,11 @@ impl Supervisor {
                     sockets.push(socket.clone());
                 }
                 None => {
-                    if let Some(held) = self
-                        .core
-                        .held_sockets()
-                        .iter()
-                        .find(|s| s.is_at(&spec.listen))
-                    {
+                    let at = match &spec.listen {
+                        ListenAddr::Tcp(a) | ListenAddr::Udp(a) => listening.get(&a.to_string()),
+                        _ => None,
+                    };
+                    if let Some(held) = at.filter(|s| s.is_at(&spec.listen)) {
                         return Err(RebindError::Held {
                             name: spec.name.clone(),
                             listen: spec.listen.to_string(),
@@ -136,7 +142,8 @@ enum RebindError {
     #[error(
         "socket `{name}`: {listen} is where handoff already listens for socket `{held}` (configured as \
          {held_listen}); a second socket cannot be bound there: keep `listen = \"{held_listen}\"` to keep that \
-         socket, or give another address"
+         socket, or give another address (if only an old generation still drains on it, the address is free \
+         once that generation is gone)"
     )]
     Held {
         name: String,

@@ -124,6 +124,7 @@ impl BoundSocket {
             // the next.
             revived: AtomicU32::new(self.revived()),
             mode: Mode::Steer,
+            from_activator: false,
         })
     }
 
@@ -132,9 +133,11 @@ impl BoundSocket {
     /// the listener (`tcp_disconnect`), which its last close would do only
     /// once every copy is closed. What waits in its accept queue is reset,
     /// or moved to another socket of the group with `tcp_migrate_req = 1`.
-    /// A UDP socket leaves when its last copy closes.
+    /// A UDP socket leaves when its last copy closes. A socket from an
+    /// activator is never shut down: the activator's copy is the same
+    /// socket, and must keep listening (the core keeps it in the group).
     pub fn leave_group(&self) -> io::Result<()> {
-        if !matches!(self.spec.listen, ListenAddr::Tcp(_)) {
+        if self.from_activator || !matches!(self.spec.listen, ListenAddr::Tcp(_)) {
             return Ok(());
         }
         match self.socket.shutdown(std::net::Shutdown::Read) {
@@ -151,19 +154,9 @@ impl BoundSocket {
     pub fn queued(&self) -> Option<u32> {
         match self.spec.listen {
             ListenAddr::Tcp(_) => crate::steer::queue_len(&self.socket).ok(),
-            ListenAddr::Udp(_) => {
-                let mut pending: libc::c_int = 0;
-                // SAFETY: FIONREAD writes one c_int through the pointer,
-                // which points at a live local.
-                let rc = unsafe {
-                    libc::ioctl(
-                        std::os::fd::AsRawFd::as_raw_fd(&self.socket),
-                        libc::FIONREAD,
-                        std::ptr::from_mut(&mut pending),
-                    )
-                };
-                (rc == 0).then_some(u32::from(pending > 0))
-            }
+            ListenAddr::Udp(_) => crate::steer::datagram_waiting(&self.socket)
+                .ok()
+                .map(u32::from),
             _ => None,
         }
     }
@@ -187,8 +180,22 @@ pub(super) fn steerable_adopted(socket: &Socket, local: &str, listen: &ListenAdd
         }
         Err(e) => return shared(format!("cannot read SO_REUSEPORT of the socket for {local}: {e}")),
     }
+    // The kernel lets a socket join a group only with the owner uid of the
+    // group's sockets, which is the socket inode's (`sock_i_uid`).
+    match nix::sys::stat::fstat(socket) {
+        Ok(st) if st.st_uid == nix::unistd::geteuid().as_raw() => {}
+        Ok(st) => {
+            return shared(format!(
+                "the socket for {local} from the service manager belongs to uid {}, handoff runs as uid {}: \
+                 the kernel lets only the same uid bind beside it, so every generation shares it",
+                st.st_uid,
+                nix::unistd::geteuid()
+            ))
+        }
+        Err(e) => return shared(format!("cannot read the owner of the socket for {local}: {e}")),
+    }
     let ListenAddr::Tcp(_) = listen else {
-        // UDP joins the group at bind(): no quiet probe exists.
+        // UDP joins the group at bind(): the uid check above is the probe.
         return Mode::Steer;
     };
     let probe = local

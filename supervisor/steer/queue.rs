@@ -56,6 +56,30 @@ pub fn queue_len(fd: impl AsFd) -> io::Result<u32> {
     Ok(info.tcpi_unacked)
 }
 
+/// Whether a datagram waits on the UDP socket `fd` (FIONREAD: for UDP the
+/// kernel tells the size of the next datagram only, so this is all it
+/// can say).
+pub fn datagram_waiting(fd: impl AsFd) -> io::Result<bool> {
+    let mut next: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points
+    // at a live local.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            libc::FIONREAD,
+            std::ptr::from_mut(&mut next),
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("reading the datagram queue (FIONREAD): {err}"),
+        ));
+    }
+    Ok(next > 0)
+}
+
 /// Whether `net.ipv4.tcp_migrate_req` is on in this network namespace:
 /// `Some(true)` when a closing listener's queue moves to another socket of
 /// its group, `Some(false)` when it is reset, `None` when the kernel has

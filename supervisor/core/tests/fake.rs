@@ -51,7 +51,8 @@ pub enum Effect {
     },
     /// Socket `serial` left its group.
     Release(usize),
-    /// A program through socket `via`, to these `(index, weight)`.
+    /// A program for the group whose first member is socket `via`, to
+    /// these `(index, weight)`.
     Steer {
         via: usize,
         targets: Vec<(u32, u32)>,
@@ -74,6 +75,10 @@ pub struct Fx {
     pub queues: BTreeMap<usize, u32>,
     /// `sibling` fails (as with no fd left).
     pub siblings_fail: bool,
+    /// `steer` fails (as when the kernel refuses the program).
+    pub steer_fails: bool,
+    /// Sockets (by serial) the next `check_sockets` says it revived.
+    pub revive: Vec<usize>,
 }
 
 impl Fx {
@@ -88,6 +93,8 @@ impl Fx {
             sockets: Vec::new(),
             queues: BTreeMap::new(),
             siblings_fail: false,
+            steer_fails: false,
+            revive: Vec::new(),
         }
     }
 
@@ -191,7 +198,10 @@ impl Effects for Fx {
     }
 
     fn check_sockets(&mut self, _sockets: &[Arc<BoundSocket>]) -> Vec<Arc<BoundSocket>> {
-        Vec::new()
+        std::mem::take(&mut self.revive)
+            .into_iter()
+            .map(|i| self.sockets[i].clone())
+            .collect()
     }
 
     /// A real socket: the core's bookkeeping is checked against the
@@ -220,12 +230,13 @@ impl Effects for Fx {
         self.effects.push(Effect::Release(serial));
     }
 
-    fn steer(&mut self, attach: &crate::core::Attach) {
-        let via = self.serial(&attach.via);
+    fn steer(&mut self, attach: &crate::core::Attach) -> bool {
+        let via = self.serial(&attach.members[0]);
         self.effects.push(Effect::Steer {
             via,
             targets: attach.targets.clone(),
         });
+        !self.steer_fails
     }
 
     fn queued(&mut self, sockets: &[Arc<BoundSocket>]) -> u32 {

@@ -118,7 +118,10 @@ fn the_old_worker_stops_once_its_socket_stayed_empty_for_the_settle_time() {
     h.fire(check.clone());
     let empty_since = h.fx.now;
     assert!(!signalled(&h.take(), 1));
-    while h.fx.now < empty_since + DEFAULT_HANDOVER_SETTLE {
+    for _ in 0..100 {
+        if h.fx.now >= empty_since + DEFAULT_HANDOVER_SETTLE {
+            break;
+        }
         h.fire(check.clone());
         let effects = h.take();
         if h.fx.now < empty_since + DEFAULT_HANDOVER_SETTLE {
@@ -169,13 +172,17 @@ fn a_rolled_back_generation_never_gets_a_connection() {
     h.take();
     h.exit(2, 1);
     let effects = h.take();
-    assert!(
-        !effects
-            .iter()
-            .any(|e| matches!(e, Effect::Steer { targets, .. } if targets != &[(0, 1)])),
+    let steered: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Steer { .. } | Effect::Release(_)))
+        .collect();
+    // Generation 2's socket leaves; the program, attached again since the
+    // group changed, still names generation 1's.
+    assert_eq!(
+        steered,
+        vec![&Effect::Release(1), &steer(0, &[(0, 1)])],
         "{effects:?}"
     );
-    assert!(effects.contains(&Effect::Release(1)), "{effects:?}");
     // Socket 1 was the last in the group: nothing moved, the old program
     // still holds (attaching it again is harmless).
     assert_eq!(h.core.steering().groups().count(), 1);
@@ -398,4 +405,111 @@ fn an_address_a_reload_dropped_is_not_waited_for() {
     let effects = h.take();
     assert!(check_armed(&effects).is_none(), "{effects:?}");
     assert!(signalled(&effects, 1), "{effects:?}");
+}
+
+#[test]
+fn an_old_socket_leaving_from_the_front_moves_the_newest_into_its_place() {
+    // Generation 1 drains on socket 0, generation 2 serves on socket 1, and
+    // generation 3 starts on socket 2: [s0, s1, s2].
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    let check = handing_over(&mut h);
+    settle(&mut h, &check, 1);
+    h.restart(false);
+    assert_eq!(h.take()[0], Effect::Sibling { of: 1, new: 2 });
+    // Socket 0 leaves: the kernel moves the last one, socket 2, into index
+    // 0 (not socket 1, as a shift would): [s2, s1]. Generation 2 is at 1.
+    h.exit(1, 0);
+    let effects = h.take();
+    let steered: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Steer { .. } | Effect::Release(_)))
+        .collect();
+    assert_eq!(
+        steered,
+        vec![&Effect::Release(0), &steer(2, &[(1, 1)])],
+        "{effects:?}"
+    );
+    // Generation 3 is ready: everything to index 0.
+    h.ready(3);
+    let effects = h.take();
+    assert!(effects.contains(&steer(2, &[(0, 1)])), "{effects:?}");
+}
+
+#[test]
+fn a_revived_socket_rejoins_at_the_end_and_the_program_follows() {
+    let mut h = Harness::serving_on(quick(1, 0), vec![socket(None)]);
+    let check = handing_over(&mut h);
+    settle(&mut h, &check, 1);
+    // [s0 (generation 1, draining), s1 (generation 2)]; a child shut s0
+    // down and handoff revives it: [s1, s0].
+    h.fx.revive = vec![0];
+    h.core.check_sockets(&mut h.fx);
+    assert_eq!(h.take(), vec![steer(1, &[(0, 1)])]);
+}
+
+#[test]
+fn a_program_the_kernel_refused_is_attached_again_at_the_next_event() {
+    let mut h = Harness::with_sockets(quick(1, 0), vec![socket(None)]);
+    h.fx.steer_fails = true;
+    h.core.start(&mut h.fx).expect("starts");
+    assert!(h.take().contains(&steer(0, &[(0, 1)])));
+    h.fx.steer_fails = false;
+    h.ready(1);
+    assert!(h.take().contains(&steer(0, &[(0, 1)])), "tried again");
+    let notice = crate::notify::Notice::Status("busy".into());
+    h.event(1, crate::core::workers::WorkerEvent::Notice(notice));
+    assert!(
+        !h.take().iter().any(|e| matches!(e, Effect::Steer { .. })),
+        "attached: not again"
+    );
+}
+
+/// A socket as a socket unit with `ReusePort=yes` passes it.
+fn adopted() -> Arc<BoundSocket> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.set_reuse_port(true).expect("SO_REUSEPORT");
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    socket.bind(&addr.into()).expect("binds");
+    socket.listen(16).expect("listens");
+    let spec = SocketSpec {
+        name: "http".into(),
+        listen: "tcp://127.0.0.1:0".parse().expect("an address"),
+        backlog: None,
+        reuse_port: false,
+        mode: None,
+        handover: None,
+    };
+    let adopted = BoundSocket::adopt(&spec, socket.into()).expect("adopts");
+    assert!(adopted.mode.is_steer() && adopted.from_activator);
+    Arc::new(adopted)
+}
+
+#[test]
+fn an_activators_socket_is_never_taken_out_and_a_later_generation_takes_it_again() {
+    let mut h = Harness::serving_on(quick(1, 0), vec![adopted()]);
+    let check = handing_over(&mut h);
+    settle(&mut h, &check, 1);
+    // Generation 1 is gone: the socket unit's socket stays in the group
+    // (shutting it down would kill the unit's listener too).
+    h.exit(1, 0);
+    let effects = h.take();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Release(_))),
+        "{effects:?}"
+    );
+    // The next generation takes it back instead of a socket of its own.
+    h.restart(false);
+    let effects = h.take();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Sibling { .. })),
+        "{effects:?}"
+    );
+    h.ready(3);
+    let effects = h.take();
+    assert!(effects.contains(&steer(0, &[(0, 1)])), "{effects:?}");
+    let check = check_armed(&effects).expect("a hand-over from socket 1");
+    settle(&mut h, &check, 2);
+    h.exit(2, 0);
+    assert!(h.take().contains(&Effect::Release(1)));
 }
