@@ -16,8 +16,8 @@ use nix::unistd::Pid;
 
 use crate::activator::activate;
 use crate::harness::{
-    client, example, get, installed_copy, restart, run_command, temp_dir, write_executable,
-    write_script, Handoff, DEADLINE,
+    client, example, get, get_from_generation, installed_copy, restart, run_command, temp_dir,
+    write_executable, write_script, Handoff, DEADLINE,
 };
 use crate::load::Load;
 
@@ -631,4 +631,60 @@ fn an_adopted_socket_without_reuse_port_is_shared_and_says_why() {
     let shared = members(&status, "http");
     assert_eq!(shared.len(), 1, "{status:?}");
     assert_eq!(get(&plain_addr, "/").expect("serves").0, 200);
+}
+
+/// A socket unit with `ReusePort=yes` holds the very socket it passes:
+/// handoff steers it, but never shuts it down when its generation is gone
+/// (that would kill the unit's listener too), and a later generation takes
+/// it again instead of a socket of its own.
+#[test]
+fn an_activators_socket_keeps_listening_for_the_activator_through_restarts() {
+    let dir = temp_dir();
+    let unit =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    unit.set_reuse_port(true).expect("SO_REUSEPORT");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    unit.bind(&any.into()).expect("bind");
+    unit.listen(128).expect("listen");
+    let addr = unit
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("inet")
+        .to_string();
+    // The unit's own copy, kept as systemd keeps it.
+    let kept = unit.try_clone().expect("dup");
+    let hello = example("hello");
+    let mut h = activate(
+        dir.path(),
+        vec![("http", std::os::fd::OwnedFd::from(unit))],
+        &[],
+        &[
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--",
+            hello.to_str().expect("utf-8 path"),
+        ],
+    );
+    h.wait_generation(1);
+    assert_eq!(h.status().sockets[0].handover, "steer");
+    for g in 2..=3u64 {
+        restart_ok(&h);
+        wait_until(&format!("generation {} gone", g - 1), || {
+            workers(&h.status()).iter().all(|(_, gen, _)| *gen == g)
+        });
+        assert!(
+            kept.is_listener().expect("SO_ACCEPTCONN"),
+            "the unit's socket still listens after generation {} is gone; log:\n{}",
+            g - 1,
+            h.log()
+        );
+        assert!(get_from_generation(&addr, "/", g).contains(&format!("generation {g}")));
+    }
+    // Generation 3 took the unit's socket again: the group is that socket
+    // alone, generation 2's own having left.
+    let status = h.status();
+    let group = members(&status, "http");
+    assert_eq!(group.len(), 1, "{status:?}");
+    assert_eq!(group[0].generations, [3], "{status:?}");
 }
