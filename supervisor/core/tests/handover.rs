@@ -32,6 +32,14 @@ fn steer(via: usize, targets: &[(u32, u32)]) -> Effect {
     }
 }
 
+/// The effects on the groups: programs attached and sockets released.
+fn steering(effects: &[Effect]) -> Vec<&Effect> {
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Steer { .. } | Effect::Release(_)))
+        .collect()
+}
+
 /// The hand-over check the effects armed, if any.
 fn check_armed(effects: &[Effect]) -> Option<Timer> {
     effects.iter().rev().find_map(|e| match e {
@@ -172,10 +180,7 @@ fn a_rolled_back_generation_never_gets_a_connection() {
     h.take();
     h.exit(2, 1);
     let effects = h.take();
-    let steered: Vec<&Effect> = effects
-        .iter()
-        .filter(|e| matches!(e, Effect::Steer { .. } | Effect::Release(_)))
-        .collect();
+    let steered = steering(&effects);
     // Generation 2's socket leaves; the program, attached again since the
     // group changed, still names generation 1's.
     assert_eq!(
@@ -194,10 +199,7 @@ fn a_new_worker_dying_during_the_hand_over_steers_back_to_the_old_one() {
     let check = handing_over(&mut h);
     h.exit(2, 1);
     let effects = h.take();
-    let steered: Vec<&Effect> = effects
-        .iter()
-        .filter(|e| matches!(e, Effect::Steer { .. } | Effect::Release(_)))
-        .collect();
+    let steered = steering(&effects);
     assert_eq!(
         steered,
         vec![&Effect::Release(1), &steer(0, &[(0, 1)])],
@@ -420,10 +422,7 @@ fn an_old_socket_leaving_from_the_front_moves_the_newest_into_its_place() {
     // 0 (not socket 1, as a shift would): [s2, s1]. Generation 2 is at 1.
     h.exit(1, 0);
     let effects = h.take();
-    let steered: Vec<&Effect> = effects
-        .iter()
-        .filter(|e| matches!(e, Effect::Steer { .. } | Effect::Release(_)))
-        .collect();
+    let steered = steering(&effects);
     assert_eq!(
         steered,
         vec![&Effect::Release(0), &steer(2, &[(1, 1)])],
