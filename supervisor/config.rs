@@ -35,7 +35,7 @@ mod values;
 
 pub use errors::{ConfigError, ConfigErrors, Location};
 pub use program::{
-    ProgramSettings, ProgramSpec, Readiness, ReadyKind, Strategy, StrategyKind,
+    ListenPid, ProgramSettings, ProgramSpec, Readiness, ReadyKind, Strategy, StrategyKind,
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,
     DEFAULT_MIN_READY_TIME, DEFAULT_READY_DELAY, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT,
     DEFAULT_RESPAWN_BACKOFF, DEFAULT_RESPAWN_BACKOFF_MAX,

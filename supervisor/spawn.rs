@@ -27,7 +27,7 @@ use command_fds::{CommandFdExt, FdMapping};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use crate::config::ProgramSpec;
+use crate::config::{ListenPid, ProgramSpec};
 // Re-exported: `upgrade.rs` finds handoff's own binary with it.
 pub use crate::program_path::resolve_program;
 use crate::program_path::ProgramNotFound;
@@ -93,15 +93,25 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         let v = template::expand(v, &names).map_err(SpawnError::Template)?;
         env.set(k, v);
     }
-    env.set("LISTEN_FDS", ctx.sockets.len().to_string());
-    env.set("LISTEN_FDNAMES", names.join(":"));
+    if spec.listen_env {
+        env.set("LISTEN_FDS", ctx.sockets.len().to_string());
+        env.set("LISTEN_FDNAMES", names.join(":"));
+    }
     env.set("NOTIFY_SOCKET", ctx.notify_socket.as_os_str());
     env.set("HANDOFF_GENERATION", ctx.generation.to_string());
     env.set("HANDOFF_WORKER", ctx.slot.to_string());
     let env = env.vars;
 
     let program = resolve_program(&args[0], &env)?;
-    let image = ExecImage::new(&program, &args, &env)?;
+    let options = ExecOptions {
+        listen_pid: spec.listen_env && spec.listen_pid == ListenPid::Child,
+        nonblocking: if spec.sockets_nonblocking {
+            ctx.sockets.len()
+        } else {
+            0
+        },
+    };
+    let image = ExecImage::new(&program, &args, &env, options)?;
 
     let mut mappings = Vec::with_capacity(ctx.sockets.len());
     for (i, socket) in ctx.sockets.iter().enumerate() {
@@ -196,8 +206,11 @@ struct ExecImage {
     /// "LISTEN_PID=" followed by room for the digits and a NUL.
     _listen_pid: Box<[u8]>,
     /// Where the child writes its pid: into `listen_pid`, through the same
-    /// pointer the envp array holds.
-    listen_pid_digits: *mut u8,
+    /// pointer the envp array holds; None when the child gets no
+    /// LISTEN_PID (`listen_pid = "any"`, `listen_env = false`).
+    listen_pid_digits: Option<*mut u8>,
+    /// How many of the fds from 3 on get O_NONBLOCK (`sockets_nonblocking`).
+    nonblocking: usize,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     /// For a script without `#!` (ENOEXEC): `/bin/sh PATH ARGS...`, as
@@ -215,11 +228,21 @@ unsafe impl Send for ExecImage {}
 // SAFETY: as above; no shared mutation happens in the parent.
 unsafe impl Sync for ExecImage {}
 
+/// What the child does to its environment and fds before exec.
+#[derive(Debug, Clone, Copy)]
+struct ExecOptions {
+    /// Set LISTEN_PID to the child's own pid.
+    listen_pid: bool,
+    /// Set O_NONBLOCK on this many fds from 3 on.
+    nonblocking: usize,
+}
+
 impl ExecImage {
     fn new(
         program: &Path,
         args: &[String],
         env: &[(OsString, OsString)],
+        options: ExecOptions,
     ) -> Result<ExecImage, SpawnError> {
         // The config refuses NUL bytes; a spec from before that check (an
         // upgrade's) is refused here rather than cut short.
@@ -261,14 +284,17 @@ impl ExecImage {
         sh_argv_ptrs.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
         sh_argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<_> = envp.iter().map(|e| e.as_ptr()).collect();
-        envp_ptrs.push(base.cast_const().cast());
+        if options.listen_pid {
+            envp_ptrs.push(base.cast_const().cast());
+        }
         envp_ptrs.push(std::ptr::null());
         Ok(ExecImage {
             path,
             _argv: argv,
             _envp: envp,
             _listen_pid: listen_pid,
-            listen_pid_digits,
+            listen_pid_digits: options.listen_pid.then_some(listen_pid_digits),
+            nonblocking: options.nonblocking,
             argv_ptrs,
             envp_ptrs,
             sh,
@@ -303,13 +329,29 @@ impl ExecImage {
         if unsafe { libc::getppid() } != self.parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        // SAFETY: getpid cannot fail and has no preconditions.
-        let pid = unsafe { libc::getpid() };
-        // SAFETY: the digits area has PID_DIGITS + 1 bytes, owned by
-        // `listen_pid`, and nothing else refers to it while we write.
-        let digits =
-            unsafe { std::slice::from_raw_parts_mut(self.listen_pid_digits, PID_DIGITS + 1) };
-        write_decimal(digits, pid.unsigned_abs());
+        if let Some(listen_pid_digits) = self.listen_pid_digits {
+            // SAFETY: getpid cannot fail and has no preconditions.
+            let pid = unsafe { libc::getpid() };
+            // SAFETY: the digits area has PID_DIGITS + 1 bytes, owned by
+            // `listen_pid`, and nothing else refers to it while we write.
+            let digits =
+                unsafe { std::slice::from_raw_parts_mut(listen_pid_digits, PID_DIGITS + 1) };
+            write_decimal(digits, pid.unsigned_abs());
+        }
+        // The sockets are at 3.. by now (command-fds' hook runs first). On a
+        // shared socket the flag is the open file's, so every generation
+        // sees it; a steered socket is this generation's own.
+        for i in 0..self.nonblocking {
+            let fd = libc::c_int::try_from(template::FIRST_FD + i).unwrap_or(libc::c_int::MAX);
+            // SAFETY: fcntl with F_GETFL/F_SETFL on an fd number takes and
+            // returns plain integers; an fd that is not open gives EBADF.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            // SAFETY: as above.
+            if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
         // SAFETY: path, argv and envp are NUL-terminated strings in arrays
         // terminated by a null pointer, all owned by `self`.
         unsafe {

@@ -239,6 +239,9 @@ pub(super) fn finish(
         strategy: Strategy::AllAtOnce,
         handover_settle,
         handover_timeout,
+        listen_env: true,
+        listen_pid: crate::config::ListenPid::Child,
+        sockets_nonblocking: false,
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

@@ -65,6 +65,38 @@ pub struct ProgramSpec {
     /// hangs) is told to stop then, with what is left in its queue.
     #[serde(default = "default_handover_timeout")]
     pub handover_timeout: Duration,
+    /// Whether the child gets `LISTEN_FDS`, `LISTEN_FDNAMES` and
+    /// `LISTEN_PID`; off for a server that takes its fds by `{fd:NAME}` and
+    /// would take them a second time from the variables (gunicorn's
+    /// `--bind fd://N`).
+    #[serde(default = "yes")]
+    pub listen_env: bool,
+    /// Which process may take the sockets: the child only, as systemd
+    /// says (`LISTEN_PID` = its pid), or any process it starts (no
+    /// `LISTEN_PID`: for a wrapper such as `cargo run` or a shell script
+    /// that does not exec the server).
+    #[serde(default)]
+    pub listen_pid: ListenPid,
+    /// Hands the sockets over with O_NONBLOCK set (tokio wants them so).
+    #[serde(default)]
+    pub sockets_nonblocking: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `listen_pid` key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenPid {
+    /// `LISTEN_PID` is the child's pid: only the child takes the sockets.
+    #[default]
+    Child,
+    /// No `LISTEN_PID`: whichever process the child starts may take them
+    /// (libraries that skip the check when it is missing, as the
+    /// `listenfd` crate does; `sd_listen_fds` does not).
+    Any,
 }
 
 /// How a new child proves it serves. A TCP probe cannot: the supervisor owns

@@ -265,6 +265,9 @@ pub fn spec(workers: usize) -> ProgramSpec {
         strategy: Strategy::AllAtOnce,
         handover_settle: crate::config::DEFAULT_HANDOVER_SETTLE,
         handover_timeout: crate::config::DEFAULT_HANDOVER_TIMEOUT,
+        listen_env: true,
+        listen_pid: crate::config::ListenPid::Child,
+        sockets_nonblocking: false,
     }
 }
 
