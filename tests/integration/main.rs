@@ -9,6 +9,7 @@ mod activator;
 mod harness;
 mod load;
 
+mod child_protocol;
 mod cli;
 mod config_errors;
 mod extras;
