@@ -3,8 +3,8 @@
 //! wins over the global one, `--handover` or else the file's top-level key,
 //! since no flag sets one socket's value: a `--listen` replaces the whole
 //! socket), and what can only be checked on the whole
-//! (readiness keys that go together, sockets named by templates, the env's
-//! size, the program lookup) is checked here, each problem at the place of
+//! (readiness keys that go together, listen_pid with listen_env, sockets
+//! named by templates, the env's size, the program lookup) is checked here, each problem at the place of
 //! the key it is about.
 
 use std::path::Path;
