@@ -291,6 +291,23 @@ pub struct RunArgs {
     /// old generation is told to stop anyway. [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub handover_timeout: Option<Duration>,
+    /// Give the child no LISTEN_FDS, LISTEN_FDNAMES or LISTEN_PID: for a
+    /// server that takes its sockets by `{fd:NAME}` alone and would take
+    /// them a second time from the variables (`gunicorn --bind
+    /// fd://{fd:http}`).
+    #[arg(long)]
+    pub no_listen_env: bool,
+    /// Which process may take the sockets: the child (LISTEN_PID is its
+    /// pid), or any it starts (no LISTEN_PID: for a wrapper that does not
+    /// exec the server, such as `cargo run`, `npm start` or a shell
+    /// script; the server's library must accept a missing LISTEN_PID, as
+    /// Rust's listenfd does). [default: child]
+    #[arg(long, value_enum)]
+    pub listen_pid: Option<config::ListenPid>,
+    /// Hand the sockets over with O_NONBLOCK set (tokio servers want them
+    /// so: a blocking listener makes tokio panic in debug builds).
+    #[arg(long)]
+    pub sockets_nonblocking: bool,
     /// The signal that asks a child to drain and exit. [default: SIGTERM]
     #[arg(long, value_name = "SIGNAL", value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
@@ -396,6 +413,9 @@ impl RunArgs {
                 batch: self.batch,
                 handover_settle: self.handover_settle,
                 handover_timeout: self.handover_timeout,
+                listen_env: self.no_listen_env.then_some(false),
+                listen_pid: self.listen_pid,
+                sockets_nonblocking: self.sockets_nonblocking.then_some(true),
             },
         })
     }
@@ -421,6 +441,7 @@ mod tests {
     use clap::Parser;
 
     use super::{Cli, Command};
+    use crate::config::ListenPid;
     use crate::sockets::Handover;
 
     /// The overrides `handoff run FLAGS -- x` makes.
@@ -456,5 +477,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad.contains("[possible values: steer, shared]"), "{bad}");
+    }
+
+    #[test]
+    fn the_protocol_flags_become_overrides() {
+        let o = run_flags(&["--no-listen-env", "--sockets-nonblocking"]);
+        assert_eq!(o.program.listen_env, Some(false));
+        assert_eq!(o.program.listen_pid, None);
+        assert_eq!(o.program.sockets_nonblocking, Some(true));
+        let o = run_flags(&["--listen-pid", "any"]);
+        assert_eq!(o.program.listen_pid, Some(ListenPid::Any));
+        // Not given: unset, so that the file's value stands.
+        assert_eq!(o.program.listen_env, None);
+        assert_eq!(o.program.sockets_nonblocking, None);
+        let bad = Cli::try_parse_from(["handoff", "run", "--listen-pid", "parent"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("[possible values: child, any]"), "{bad}");
     }
 }

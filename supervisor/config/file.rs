@@ -15,7 +15,8 @@ use super::position::{Lines, Source};
 use super::recover::{parse_raw, unknown_keys, PROGRAM_KEYS};
 use super::values::{check_env_entry, parse_duration, parse_octal_mode, parse_signal, MAX_WORKERS};
 use super::{
-    ConfigError, ConfigErrors, Location, ProgramSettings, ReadyKind, SighupAction, StrategyKind,
+    ConfigError, ConfigErrors, ListenPid, Location, ProgramSettings, ReadyKind, SighupAction,
+    StrategyKind,
 };
 use crate::sockets::{self, Handover, ListenAddr, SocketSpec};
 
@@ -97,6 +98,9 @@ struct RawProgram {
     batch: Option<Spanned<i64>>,
     handover_settle: Option<Spanned<String>>,
     handover_timeout: Option<Spanned<String>>,
+    listen_env: Option<Spanned<bool>>,
+    listen_pid: Option<Spanned<String>>,
+    sockets_nonblocking: Option<Spanned<bool>>,
 }
 
 /// `[program.env]` (or `env = { ... }`), in file order, each name and value
@@ -416,6 +420,32 @@ fn program_from_raw(
                 )
             }),
         }
+    }
+    if let Some(e) = &raw.listen_env {
+        out.keys.insert("listen_env", src.at(e.span().start));
+        p.listen_env = Some(*e.get_ref());
+    }
+    if let Some(l) = &raw.listen_pid {
+        out.keys.insert("listen_pid", src.at(l.span().start));
+        match l.get_ref().as_str() {
+            "child" => p.listen_pid = Some(ListenPid::Child),
+            "any" => p.listen_pid = Some(ListenPid::Any),
+            other => errors.push({
+                refused.insert("listen_pid");
+                src.error(
+                    l,
+                    format!(
+                        "listen_pid = \"{}\": expected \"child\" or \"any\"",
+                        other.escape_debug()
+                    ),
+                )
+            }),
+        }
+    }
+    if let Some(n) = &raw.sockets_nonblocking {
+        out.keys
+            .insert("sockets_nonblocking", src.at(n.span().start));
+        p.sockets_nonblocking = Some(*n.get_ref());
     }
     if let Some(b) = &raw.batch {
         out.keys.insert("batch", src.at(b.span().start));

@@ -3,8 +3,8 @@
 //! wins over the global one, `--handover` or else the file's top-level key,
 //! since no flag sets one socket's value: a `--listen` replaces the whole
 //! socket), and what can only be checked on the whole
-//! (readiness keys that go together, sockets named by templates, the env's
-//! size, the program lookup) is checked here, each problem at the place of
+//! (readiness keys that go together, listen_pid with listen_env, sockets
+//! named by templates, the env's size, the program lookup) is checked here, each problem at the place of
 //! the key it is about.
 
 use std::path::Path;
@@ -180,6 +180,38 @@ pub(super) fn finish(
             ),
         });
     }
+    let listen_env = flags.listen_env.or(file_program.listen_env).unwrap_or(true);
+    let listen_pid = flags
+        .listen_pid
+        .or(file_program.listen_pid)
+        .unwrap_or_default();
+    if !refused("listen_env")
+        && !refused("listen_pid")
+        && !listen_env
+        && listen_pid == ListenPid::Any
+    {
+        // Each side named as the user gave it, the flag's as a flag; at
+        // the line of the file's side, listen_pid's first (it is the one
+        // that does nothing); none when both are flags.
+        let (pid_said, pid_at) = match flags.listen_pid {
+            Some(_) => ("--listen-pid any", None),
+            None => ("listen_pid = \"any\"", at("listen_pid")),
+        };
+        let (env_said, env_at) = match flags.listen_env {
+            Some(_) => ("--no-listen-env", None),
+            None => ("listen_env = false", at("listen_env")),
+        };
+        errors.push(ConfigError {
+            location: pid_at.or(env_at),
+            message: format!(
+                "{pid_said} does nothing with {env_said}: listen_pid chooses whether LISTEN_PID is set, and without listen_env the child gets no LISTEN_* variables at all; remove one of the two"
+            ),
+        });
+    }
+    let sockets_nonblocking = flags
+        .sockets_nonblocking
+        .or(file_program.sockets_nonblocking)
+        .unwrap_or(false);
     let ready_timeout = flags
         .ready_timeout
         .or(file_program.ready_timeout)
@@ -239,9 +271,9 @@ pub(super) fn finish(
         strategy: Strategy::AllAtOnce,
         handover_settle,
         handover_timeout,
-        listen_env: true,
-        listen_pid: crate::config::ListenPid::Child,
-        sockets_nonblocking: false,
+        listen_env,
+        listen_pid,
+        sockets_nonblocking,
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

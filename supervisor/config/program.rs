@@ -167,6 +167,11 @@ pub struct ProgramSettings {
     pub batch: Option<usize>,
     pub handover_settle: Option<Duration>,
     pub handover_timeout: Option<Duration>,
+    // An upgrade state from before these keys lacks them: a missing
+    // Option reads as None, unset.
+    pub listen_env: Option<bool>,
+    pub listen_pid: Option<ListenPid>,
+    pub sockets_nonblocking: Option<bool>,
 }
 
 /// The `ready` key.

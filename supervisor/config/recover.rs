@@ -43,6 +43,9 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
     "batch",
     "handover_settle",
     "handover_timeout",
+    "listen_env",
+    "listen_pid",
+    "sockets_nonblocking",
 ];
 
 /// A document's keys, each with its place and its value's place, and

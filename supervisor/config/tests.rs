@@ -265,3 +265,4 @@ fn durations_and_signals() {
 }
 
 mod handover;
+mod protocol;

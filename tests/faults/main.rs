@@ -29,6 +29,7 @@ mod handover;
 mod held;
 mod output;
 mod pid1;
+mod protocol_config;
 mod readiness;
 mod runtime_dir;
 mod signals;
