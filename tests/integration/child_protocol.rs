@@ -54,7 +54,10 @@ fn a_wrapper_that_forks_the_server_gets_the_sockets_with_listen_pid_any() {
     let addr = h.addr("http");
     let child = h.status().workers[0].pid.expect("a running worker");
     let server = answering_pid(&addr);
-    assert_ne!(server, child, "the server is the wrapper's child, not handoff's");
+    assert_ne!(
+        server, child,
+        "the server is the wrapper's child, not handoff's"
+    );
     let load = Load::start(&addr, 8);
     load.wait_for_more(50);
     for _ in 0..3 {

@@ -43,6 +43,9 @@ fn help_shows_examples_and_defaults() {
         ("--drain-timeout", "[default: 30s]"),
         ("--respawn-backoff", "[default: 100ms]"),
         ("--respawn-backoff-max", "[default: 30s]"),
+        ("--handover-settle", "[default: 100ms]"),
+        ("--handover-timeout", "[default: 5s]"),
+        ("--listen-pid", "[default: child]"),
         ("--log-level", "[default: info]"),
     ] {
         let at = out
