@@ -15,6 +15,7 @@ mod config_errors;
 mod extras;
 mod gunicorn;
 mod protocol;
+mod recipes;
 mod reload;
 mod restart;
 mod sloppy;
