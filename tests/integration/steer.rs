@@ -688,3 +688,44 @@ fn an_activators_socket_keeps_listening_for_the_activator_through_restarts() {
     assert_eq!(group.len(), 1, "{status:?}");
     assert_eq!(group[0].generations, [3], "{status:?}");
 }
+
+/// Each generation's steered socket is its own open file description: the
+/// example server sets O_NONBLOCK on its listener, and with one shared
+/// socket the next generation is handed that flag; with steer it gets a
+/// socket as handoff bound it.
+#[test]
+fn a_generations_own_socket_does_not_inherit_the_last_ones_o_nonblock() {
+    for (handover, expected) in [("steer", "True"), ("shared", "False")] {
+        let dir = temp_dir();
+        let script = dir.path().join("check.py");
+        write_executable(
+            &script,
+            &format!(
+                "#!/usr/bin/python3\nimport os\n\
+                 print('generation', os.environ['HANDOFF_GENERATION'], 'fd 3 blocking:', os.get_blocking(3), flush=True)\n\
+                 os.execv({hello:?}, [{hello:?}])\n",
+                hello = example("hello").to_str().expect("utf-8 path")
+            ),
+        );
+        let mut h = Handoff::start(
+            dir.path(),
+            &[
+                "--listen",
+                "http=tcp://127.0.0.1:0",
+                "--handover",
+                handover,
+                "--",
+                script.to_str().expect("utf-8 path"),
+            ],
+        );
+        let first = h.wait_log("generation 1 fd 3 blocking:");
+        assert!(first.contains("blocking: True"), "{first}");
+        h.wait_generation(1);
+        restart_ok(&h);
+        let line = h.wait_log("generation 2 fd 3 blocking:");
+        assert!(
+            line.contains(&format!("blocking: {expected}")),
+            "handover {handover}: {line}"
+        );
+    }
+}
