@@ -314,6 +314,16 @@ pub(super) fn finish(
         Readiness::Exec { command, .. } => command.as_slice(),
         _ => &[],
     };
+    // The probe may name the child's fds too (`{fd:http}`: which fd to look
+    // at in /proc/PID/fdinfo).
+    for arg in probe {
+        if let Err(e) = crate::template::check(arg, &names) {
+            errors.push(ConfigError {
+                location: at("ready_command"),
+                message: format!("ready_command: {e}"),
+            });
+        }
+    }
     for (key, arg) in program
         .command
         .iter()

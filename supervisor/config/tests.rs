@@ -266,3 +266,17 @@ fn durations_and_signals() {
 
 mod handover;
 mod protocol;
+
+#[test]
+fn a_ready_command_naming_an_unknown_socket_is_an_error_at_its_line() {
+    let text = "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n\
+                [program]\ncommand = [\"x\"]\nready = \"exec\"\n\
+                ready_command = [\"probe\", \"{fd:htp}\"]\n";
+    let e = errors(text);
+    assert!(
+        e.contains("t.toml:7:") && e.contains("ready_command") && e.contains("htp"),
+        "{e}"
+    );
+    let ok = text.replace("{fd:htp}", "{fd:http}");
+    parse(&ok).expect("a known socket is fine");
+}

@@ -149,14 +149,19 @@ pub fn watch(w: &Watched, notify: NotifySocket, events: &UnboundedSender<Event>)
                 );
             }
             Readiness::Exec { command, interval } => {
-                let probe = probe(
-                    command.clone(),
-                    *interval,
-                    pid,
-                    w.generation.number,
-                    w.slot,
-                    report,
-                );
+                let names: Vec<&str> = w
+                    .generation
+                    .sockets
+                    .iter()
+                    .map(|s| s.spec.name.as_str())
+                    .collect();
+                // Checked when the config was read; a name that slipped
+                // through (an upgrade's older spec) stays as written.
+                let command = command
+                    .iter()
+                    .map(|a| crate::template::expand(a, &names).unwrap_or_else(|_| a.clone()))
+                    .collect();
+                let probe = probe(command, *interval, pid, w.generation.number, w.slot, report);
                 timers.push(tokio::spawn(probe).abort_handle());
             }
         }

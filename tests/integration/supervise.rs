@@ -264,3 +264,32 @@ fn a_script_without_a_shebang_runs_with_sh_as_execvp_would() {
         "the shell exec'd, keeping the pid"
     );
 }
+
+/// The probe names the child's fds as the command does (`{fd:http}`), so a
+/// probe that reads /proc/$HANDOFF_PID/fdinfo/N need not hard-code N. The
+/// probe writes what it was given; the child is ready once it has run.
+#[test]
+fn an_exec_probe_gets_fd_templates_expanded() {
+    let dir = temp_dir();
+    let hello = example("hello");
+    let seen = dir.path().join("seen");
+    let probe = format!("echo {{fd:admin}} {{fd_count}} > {}", seen.display());
+    let mut h = Handoff::start(
+        dir.path(),
+        &[
+            "--listen",
+            "http=tcp://127.0.0.1:0",
+            "--listen",
+            "admin=tcp://127.0.0.1:0",
+            "--ready",
+            "exec",
+            "--ready-command",
+            &probe,
+            "--",
+            hello.to_str().expect("utf-8"),
+        ],
+    );
+    h.wait_generation(1);
+    let text = std::fs::read_to_string(&seen).expect("the probe ran");
+    assert_eq!(text.trim(), "4 2");
+}
