@@ -193,7 +193,10 @@ impl Core {
         }
         // An activator's socket stays: the activator holds the same socket,
         // which must keep listening (a later generation takes it again).
-        let held: Sockets = self.held_sockets().iter().collect();
+        // What `held_sockets` gives, without working out the live
+        // generations' sockets a second time on every event.
+        let mut held = live;
+        held.extend(self.next.sockets.iter());
         let unheld: Vec<Arc<BoundSocket>> = self
             .steering
             .groups()
