@@ -71,6 +71,7 @@ pub mod exit;
 pub mod groups;
 pub mod logging;
 pub mod notify;
+pub mod program_kind;
 pub mod program_path;
 pub mod protocol;
 pub mod runtime_dir;
