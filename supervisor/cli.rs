@@ -259,8 +259,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub fdstore: bool,
     /// How a new child proves it is ready: it sends READY=1 (notify), a
-    /// probe exits 0 (exec), or it stays alive --ready-delay (delay).
-    /// [default: notify]
+    /// probe exits 0 (exec), it stays alive --ready-delay (delay), or,
+    /// with --preload, it listens on its socket (listen). [default: notify]
     #[arg(long, value_enum)]
     pub ready: Option<ReadyKind>,
     /// With --ready exec: the probe, run with `sh -c`, until it exits 0.
@@ -308,6 +308,11 @@ pub struct RunArgs {
     /// so: a blocking listener makes tokio panic in debug builds).
     #[arg(long)]
     pub sockets_nonblocking: bool,
+    /// Put handoff's preload library in the child's LD_PRELOAD: a server
+    /// that binds its own port (it knows nothing of LISTEN_FDS) gets the
+    /// socket handoff holds instead. Not for static or Go programs.
+    #[arg(long)]
+    pub preload: bool,
     /// The signal that asks a child to drain and exit. [default: SIGTERM]
     #[arg(long, value_name = "SIGNAL", value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
@@ -416,6 +421,7 @@ impl RunArgs {
                 listen_env: self.no_listen_env.then_some(false),
                 listen_pid: self.listen_pid,
                 sockets_nonblocking: self.sockets_nonblocking.then_some(true),
+                preload: self.preload.then_some(true),
             },
         })
     }

@@ -30,6 +30,10 @@
 //!   before exec; `program_path` finds the program as execvp would,
 //!   before the fork (also used by `config` to check it); `notify`: one
 //!   datagram socket per child for READY=1 and STATUS=.
+//! - `preload` (`preload/`: the library's own source, built by
+//!   `supervisor/build.rs` and embedded): `preload = true`, for a server
+//!   that binds its own port; `program_kind` tells from the program's file
+//!   whether LD_PRELOAD can reach it (not a static or Go binary).
 //! - `signals`, `runtime_dir`, `logging`, `sys`, `groups`: run-time pieces
 //!   (the signals handoff acts on; its private 0700 directory; its own log
 //!   through a bounded buffer, so a closed stderr neither kills nor stalls
@@ -71,6 +75,7 @@ pub mod exit;
 pub mod groups;
 pub mod logging;
 pub mod notify;
+pub mod preload;
 pub mod program_kind;
 pub mod program_path;
 pub mod protocol;

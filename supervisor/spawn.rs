@@ -27,7 +27,7 @@ use command_fds::{CommandFdExt, FdMapping};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use crate::config::{ListenPid, ProgramSpec};
+use crate::config::{ListenPid, ProgramSpec, Readiness};
 // Re-exported: `upgrade.rs` finds handoff's own binary with it.
 pub use crate::program_path::resolve_program;
 use crate::program_path::ProgramNotFound;
@@ -43,6 +43,9 @@ const INHERITED_PROTOCOL_VARS: &[&str] = &[
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    // A handoff run by a handoff with `preload`: the outer one's.
+    crate::preload::HELD_VAR,
+    crate::preload::READY_VAR,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ pub enum SpawnError {
     Template(String),
     #[error("cannot duplicate the socket fds: {0}")]
     Dup(#[source] io::Error),
+    #[error(transparent)]
+    Preload(#[from] crate::preload::PreloadError),
     #[error("cannot pass {what} to a program: it contains a NUL byte")]
     Nul { what: String },
     #[error("cannot start `{program}`: {source}")]
@@ -100,6 +105,23 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
     env.set("NOTIFY_SOCKET", ctx.notify_socket.as_os_str());
     env.set("HANDOFF_GENERATION", ctx.generation.to_string());
     env.set("HANDOFF_WORKER", ctx.slot.to_string());
+    // The library's memfd goes right after the sockets.
+    let library_fd = template::FIRST_FD + ctx.sockets.len();
+    let library = if spec.preload {
+        let library = crate::preload::library()?;
+        let ld_preload = crate::preload::ld_preload(library_fd, env.get("LD_PRELOAD"));
+        env.set("LD_PRELOAD", ld_preload);
+        env.set(
+            crate::preload::HELD_VAR,
+            crate::preload::held_var(ctx.sockets, template::FIRST_FD)?,
+        );
+        if spec.ready == Readiness::Listen {
+            env.set(crate::preload::READY_VAR, "1");
+        }
+        Some(library)
+    } else {
+        None
+    };
     let env = env.vars;
 
     let program = resolve_program(&args[0], &env)?;
@@ -124,6 +146,12 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         mappings.push(FdMapping {
             parent_fd,
             child_fd,
+        });
+    }
+    if let Some(library) = library {
+        mappings.push(FdMapping {
+            parent_fd: library.try_clone_to_owned().map_err(SpawnError::Dup)?,
+            child_fd: i32::try_from(library_fd).expect("socket count fits in an fd number"),
         });
     }
 
@@ -178,6 +206,11 @@ impl ChildEnv {
             }
         }
         env
+    }
+
+    fn get(&self, key: &str) -> Option<&OsStr> {
+        let i = *self.index.get(OsStr::new(key))?;
+        Some(self.vars[i].1.as_os_str())
     }
 
     fn set(&mut self, key: impl AsRef<OsStr>, value: impl Into<OsString>) {

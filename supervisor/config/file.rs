@@ -101,6 +101,7 @@ struct RawProgram {
     listen_env: Option<Spanned<bool>>,
     listen_pid: Option<Spanned<String>>,
     sockets_nonblocking: Option<Spanned<bool>>,
+    preload: Option<Spanned<bool>>,
 }
 
 /// `[program.env]` (or `env = { ... }`), in file order, each name and value
@@ -360,11 +361,12 @@ fn program_from_raw(
             "notify" => p.ready = Some(ReadyKind::Notify),
             "exec" => p.ready = Some(ReadyKind::Exec),
             "delay" => p.ready = Some(ReadyKind::Delay),
+            "listen" => p.ready = Some(ReadyKind::Listen),
             other => errors.push({
                 refused.insert("ready");
                 src.error(
                 ready,
-                format!("ready = \"{other}\" is not a readiness check: expected \"notify\", \"exec\" or \"delay\""),
+                format!("ready = \"{other}\" is not a readiness check: expected \"notify\", \"exec\", \"delay\" or \"listen\""),
             )}),
         }
     }
@@ -446,6 +448,10 @@ fn program_from_raw(
         out.keys
             .insert("sockets_nonblocking", src.at(n.span().start));
         p.sockets_nonblocking = Some(*n.get_ref());
+    }
+    if let Some(n) = &raw.preload {
+        out.keys.insert("preload", src.at(n.span().start));
+        p.preload = Some(*n.get_ref());
     }
     if let Some(b) = &raw.batch {
         out.keys.insert("batch", src.at(b.span().start));

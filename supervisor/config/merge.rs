@@ -99,6 +99,7 @@ pub(super) fn finish(
     let ready_known = !refused("ready");
     let ready = match ready_kind {
         ReadyKind::Notify => Readiness::Notify,
+        ReadyKind::Listen => Readiness::Listen,
         ReadyKind::Delay => Readiness::Delay(ready_delay.unwrap_or(DEFAULT_READY_DELAY)),
         ReadyKind::Exec => match ready_command.clone() {
             Some(command) => Readiness::Exec {
@@ -212,6 +213,13 @@ pub(super) fn finish(
         .sockets_nonblocking
         .or(file_program.sockets_nonblocking)
         .unwrap_or(false);
+    let preload = flags.preload.or(file_program.preload).unwrap_or(false);
+    if ready_known && ready_kind == ReadyKind::Listen && !preload && !refused("preload") {
+        errors.push(ConfigError {
+            location: at("ready"),
+            message: "ready = \"listen\" is told by the preload library: it needs preload = true (--preload)".into(),
+        });
+    }
     let ready_timeout = flags
         .ready_timeout
         .or(file_program.ready_timeout)
@@ -274,6 +282,7 @@ pub(super) fn finish(
         listen_env,
         listen_pid,
         sockets_nonblocking,
+        preload,
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

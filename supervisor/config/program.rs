@@ -80,6 +80,11 @@ pub struct ProgramSpec {
     /// Hands the sockets over with O_NONBLOCK set (tokio wants them so).
     #[serde(default)]
     pub sockets_nonblocking: bool,
+    /// Puts handoff's preload library in the child's `LD_PRELOAD`, so that
+    /// a server that binds its own port gets the held socket instead
+    /// (`supervisor/preload.rs`).
+    #[serde(default)]
+    pub preload: bool,
 }
 
 fn yes() -> bool {
@@ -113,6 +118,16 @@ pub enum Readiness {
     },
     /// The child is considered ready once it has stayed alive this long.
     Delay(Duration),
+    /// The server listens on a held socket (`preload`: the library sends
+    /// READY=1 for it, as a server that speaks sd_notify would).
+    Listen,
+}
+
+impl Readiness {
+    /// Whether readiness comes as READY=1 on the notify socket.
+    pub fn by_notice(&self) -> bool {
+        matches!(self, Readiness::Notify | Readiness::Listen)
+    }
 }
 
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -172,6 +187,7 @@ pub struct ProgramSettings {
     pub listen_env: Option<bool>,
     pub listen_pid: Option<ListenPid>,
     pub sockets_nonblocking: Option<bool>,
+    pub preload: Option<bool>,
 }
 
 /// The `ready` key.
@@ -180,6 +196,7 @@ pub enum ReadyKind {
     Notify,
     Exec,
     Delay,
+    Listen,
 }
 
 /// What keeps the program from being started, and the key it is about.
@@ -200,8 +217,13 @@ pub(super) fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, Stri
         .map(|(k, v)| (k.into(), v.into()))
         .chain(std::env::vars_os())
         .collect();
-    crate::program_path::resolve_program(&p.command[0], &env)
+    let path = crate::program_path::resolve_program(&p.command[0], &env)
         .map_err(|e| ("command", format!("program: {e}")))?;
+    if p.preload {
+        if let Some(problem) = crate::program_kind::preload_problem(&path, &env) {
+            return Err(("preload", format!("preload: {problem}")));
+        }
+    }
     // What execve will be given, as it counts it: the command, the
     // inherited environment less what the config replaces, the config's,
     // and room for the protocol's few variables.

@@ -46,6 +46,7 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
     "listen_env",
     "listen_pid",
     "sockets_nonblocking",
+    "preload",
 ];
 
 /// A document's keys, each with its place and its value's place, and

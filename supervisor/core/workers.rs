@@ -47,7 +47,7 @@ impl Core {
             // READY=1 counts only where it was asked for: with an exec
             // probe or a delay, they decide.
             WorkerEvent::Notice(Notice::Ready) => {
-                if self.worker_mut(place).generation.spec.ready == Readiness::Notify {
+                if self.worker_mut(place).generation.spec.ready.by_notice() {
                     self.on_ready(fx, place);
                 }
             }
@@ -331,5 +331,8 @@ fn readiness_hint(ready: &Readiness) -> &'static str {
         }
         Readiness::Exec { .. } => " (the ready_command probe never exited 0)",
         Readiness::Delay(_) => "",
+        Readiness::Listen => {
+            " (ready = \"listen\": it never listened on a socket handoff holds; does it bind one of its addresses?)"
+        }
     }
 }

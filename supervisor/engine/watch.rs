@@ -137,7 +137,7 @@ pub fn watch(w: &Watched, notify: NotifySocket, events: &UnboundedSender<Event>)
             move || drop(events.send(Event::Worker(id, WorkerEvent::Ready)))
         };
         match &w.generation.spec.ready {
-            Readiness::Notify => {}
+            Readiness::Notify | Readiness::Listen => {}
             Readiness::Delay(delay) => {
                 let left = delay.saturating_sub(w.started.elapsed());
                 timers.push(

@@ -268,6 +268,7 @@ pub fn spec(workers: usize) -> ProgramSpec {
         listen_env: true,
         listen_pid: crate::config::ListenPid::Child,
         sockets_nonblocking: false,
+        preload: false,
     }
 }
 
