@@ -19,6 +19,7 @@ pub mod effects;
 pub mod generation;
 mod handover;
 pub mod phase;
+mod preload_hint;
 mod report;
 pub mod request;
 mod requests;
@@ -68,6 +69,8 @@ pub struct Core {
     last_failure: Option<String>,
     /// The SO_REUSEPORT groups of the steered sockets (`handover.rs`).
     steering: Steering,
+    /// Whether the `--preload` hint was given (once: `preload_hint.rs`).
+    preload_hinted: bool,
 }
 
 /// The numbers the core hands out; never reused.

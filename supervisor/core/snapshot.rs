@@ -266,6 +266,7 @@ impl Core {
                 next_token: 1,
             },
             last_failure: snapshot.last_failure.clone(),
+            preload_hinted: false,
             steering: Steering::from_groups(
                 snapshot
                     .steering

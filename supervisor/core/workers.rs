@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::preload_hint::preload_hint;
 use super::slot::{Occupant, Respawn};
 use super::{
     kill_worker, Core, Effects, Generation, Leftover, Place, Timer, WorkerId, WorkerState,
@@ -90,14 +91,25 @@ impl Core {
             Ok(s) => describe_exit(s),
             Err(e) => format!("could not be waited for ({e})"),
         };
-        let (why, spec) = {
+        let (why, spec, hint) = {
             let worker = self.worker_mut(place);
             let why = match &worker.state {
                 WorkerState::Killed { reason } => format!("{how} (killed: {reason})"),
                 _ => how,
             };
-            (why, worker.generation.spec.clone())
+            // Exited with an error code before it was ever ready: perhaps
+            // a server that binds its own port.
+            let failed_start = !worker.is_ready()
+                && !matches!(worker.state, WorkerState::Killed { .. })
+                && status
+                    .as_ref()
+                    .is_ok_and(|s| s.code().is_some_and(|c| c != 0));
+            let hint = failed_start
+                .then(|| preload_hint(&worker.generation.spec, &worker.generation.sockets))
+                .flatten();
+            (why, worker.generation.spec.clone(), hint)
         };
+
         let now = fx.now();
         match place {
             Place::Draining(i) => {
@@ -159,6 +171,11 @@ impl Core {
                     );
                 }
             }
+        }
+        // After the worker's own line, once.
+        if let Some(hint) = hint.filter(|_| !self.preload_hinted) {
+            self.preload_hinted = true;
+            tracing::warn!("{hint}");
         }
     }
 
