@@ -229,6 +229,24 @@ impl BoundSocket {
     }
 
     /// The backlog in effect: the configured one or the kernel's maximum.
+    /// As a `{fd:NAME}`/`{port:NAME}` template sees it: its bound port.
+    pub fn named(&self) -> crate::template::Named<'_> {
+        let port = match self.spec.listen {
+            ListenAddr::Tcp(_) | ListenAddr::Udp(_) => Some(
+                self.socket
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .map_or(0, |a| a.port()),
+            ),
+            ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_) => None,
+        };
+        crate::template::Named {
+            name: &self.spec.name,
+            port,
+        }
+    }
+
     pub fn backlog(&self) -> Option<u32> {
         match self.backlog.load(Ordering::Relaxed) {
             0 => None,

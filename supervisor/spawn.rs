@@ -86,20 +86,21 @@ pub struct ChildContext<'a> {
 /// ([`crate::sys::exited`]), the same way for children this process started and
 /// for those it took over in an upgrade.
 pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> {
-    let names: Vec<&str> = ctx.sockets.iter().map(|s| s.spec.name.as_str()).collect();
+    let named: Vec<_> = ctx.sockets.iter().map(|s| s.named()).collect();
     let args = spec
         .command
         .iter()
-        .map(|a| template::expand(a, &names))
+        .map(|a| template::expand(a, &named))
         .collect::<Result<Vec<_>, _>>()
         .map_err(SpawnError::Template)?;
     let mut env = ChildEnv::inherited();
     for (k, v) in &spec.env {
-        let v = template::expand(v, &names).map_err(SpawnError::Template)?;
+        let v = template::expand(v, &named).map_err(SpawnError::Template)?;
         env.set(k, v);
     }
     if spec.listen_env {
         env.set("LISTEN_FDS", ctx.sockets.len().to_string());
+        let names: Vec<&str> = named.iter().map(|s| s.name).collect();
         env.set("LISTEN_FDNAMES", names.join(":"));
     }
     env.set("NOTIFY_SOCKET", ctx.notify_socket.as_os_str());

@@ -16,7 +16,8 @@ use super::file::FileConfig;
 use super::program::program_problem;
 use super::values::{check_env_entry, env_entry_cost, MAX_ENV_BYTES};
 use super::*;
-use crate::sockets::SocketSpec;
+use crate::sockets::{ListenAddr, SocketSpec};
+use crate::template::Named;
 
 /// Merges the file and the flags, fills in defaults and checks what can only
 /// be checked on the whole.
@@ -305,10 +306,24 @@ pub(super) fn finish(
     // The sockets a template may name: those in effect, and those of the
     // file that were refused (named once each: a name in both is one
     // socket, and the message lists each once).
-    let mut names: Vec<&str> = sockets.iter().map(|(s, _)| s.name.as_str()).collect();
+    // The port is the config's (0 until bound), or unknown for a refused
+    // socket (0: no second error about it).
+    let mut names: Vec<Named> = sockets
+        .iter()
+        .map(|(s, _)| Named {
+            name: &s.name,
+            port: match s.listen {
+                ListenAddr::Tcp(a) | ListenAddr::Udp(a) => Some(a.port()),
+                ListenAddr::Unix(_) | ListenAddr::UnixAbstract(_) => None,
+            },
+        })
+        .collect();
     for name in &parsed.socket_names {
-        if !names.contains(&name.as_str()) {
-            names.push(name);
+        if !names.iter().any(|n| n.name == name) {
+            names.push(Named {
+                name,
+                port: Some(0),
+            });
         }
     }
     for arg in &program.command {

@@ -149,12 +149,7 @@ pub fn watch(w: &Watched, notify: NotifySocket, events: &UnboundedSender<Event>)
                 );
             }
             Readiness::Exec { command, interval } => {
-                let names: Vec<&str> = w
-                    .generation
-                    .sockets
-                    .iter()
-                    .map(|s| s.spec.name.as_str())
-                    .collect();
+                let names: Vec<_> = w.generation.sockets.iter().map(|s| s.named()).collect();
                 // Checked when the config was read; a name that slipped
                 // through (an upgrade's older spec) stays as written.
                 let command = command
