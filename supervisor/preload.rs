@@ -152,6 +152,12 @@ mod tests {
     }
 
     #[test]
+    fn the_library_looks_after_as_many_sockets_as_the_config_allows() {
+        let source = include_str!("preload/interposer.rs");
+        assert!(source.contains(&format!("const MAX_HELD: usize = {MAX_SOCKETS};")));
+    }
+
+    #[test]
     fn held_var_names_each_fd_with_its_cookie() {
         let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");

@@ -221,6 +221,16 @@ pub(super) fn finish(
             message: "ready = \"listen\" is told by the preload library: it needs preload = true (--preload)".into(),
         });
     }
+    if preload && sockets.len() > crate::preload::MAX_SOCKETS {
+        errors.push(ConfigError {
+            location: at("preload"),
+            message: format!(
+                "preload looks after at most {} sockets; this config has {}",
+                crate::preload::MAX_SOCKETS,
+                sockets.len()
+            ),
+        });
+    }
     let ready_timeout = flags
         .ready_timeout
         .or(file_program.ready_timeout)

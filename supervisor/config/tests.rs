@@ -265,6 +265,7 @@ fn durations_and_signals() {
 }
 
 mod handover;
+mod preload;
 mod protocol;
 
 #[test]

@@ -33,9 +33,10 @@ pub fn preload_hint(spec: &ProgramSpec, sockets: &[std::sync::Arc<BoundSocket>])
             Some((_, port)) if port.parse::<u16>().is_ok() => port,
             _ => s.local.as_str(),
         };
+        let template = format!("{{port:{}}}", s.spec.name);
         spec.command[1..]
             .iter()
-            .any(|a| names(a, port_or_path))
+            .any(|a| names(a, port_or_path) || a.contains(&template))
             .then(|| format!("its command line names {port_or_path}, which handoff holds"))
     });
     let lead = match named {
@@ -67,6 +68,83 @@ fn names(arg: &str, what: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockets::SocketSpec;
+    use std::sync::Arc;
+
+    fn socket() -> Arc<BoundSocket> {
+        let spec = SocketSpec {
+            name: "http".into(),
+            listen: "tcp://127.0.0.1:0".parse().expect("an address"),
+            backlog: None,
+            reuse_port: false,
+            mode: None,
+            handover: None,
+        };
+        Arc::new(BoundSocket::bind(&spec).expect("binds"))
+    }
+
+    fn spec(command: &[&str]) -> ProgramSpec {
+        ProgramSpec {
+            command: command.iter().map(|a| a.to_string()).collect(),
+            ..crate::core::tests::fake::spec(1)
+        }
+    }
+
+    #[test]
+    fn a_command_that_names_the_held_port_gets_the_strong_hint() {
+        let sockets = [socket()];
+        let port = sockets[0].named().port.expect("tcp");
+        let hint = preload_hint(
+            &spec(&["python3", "-m", "http.server", &port.to_string()]),
+            &sockets,
+        )
+        .expect("a hint");
+        assert!(
+            hint.starts_with(&format!("`python3` exited before it was ready and its command line names {port}, which handoff holds"))
+                && hint.contains("--preload"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn a_port_template_names_the_port_too() {
+        let sockets = [socket()];
+        let hint =
+            preload_hint(&spec(&["./server", "--port={port:http}"]), &sockets).expect("a hint");
+        assert!(
+            hint.starts_with("`./server` exited before it was ready and its command line names"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn otherwise_the_hint_says_if() {
+        let sockets = [socket()];
+        let hint = preload_hint(&spec(&["./server"]), &sockets).expect("a hint");
+        assert!(
+            hint.starts_with("if `./server` binds its own port")
+                && hint.contains(&sockets[0].local)
+                && hint.contains("{fd:http}"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn no_hint_with_preload_or_fds_by_number() {
+        let sockets = [socket()];
+        let preloaded = ProgramSpec {
+            preload: true,
+            ..spec(&["./server"])
+        };
+        assert_eq!(preload_hint(&preloaded, &sockets), None);
+        assert_eq!(
+            preload_hint(&spec(&["./server", "--fd", "{fd:http}"]), &sockets),
+            None
+        );
+        let mut by_env = spec(&["./server"]);
+        by_env.env.insert("FD".into(), "{fd:http}".into());
+        assert_eq!(preload_hint(&by_env, &sockets), None);
+    }
 
     #[test]
     fn a_port_is_named_as_a_whole_word() {
