@@ -386,6 +386,10 @@ fn take(fd: c_int, h: &Held) -> c_int {
             );
         }
     }
+    if h.ty == SOCK_DGRAM {
+        // A datagram server never listens: bound, it receives.
+        notify_ready();
+    }
     if DEBUG.load(Relaxed) {
         say(&[
             b"bind on fd ",
@@ -489,7 +493,8 @@ pub unsafe extern "C" fn unlinkat(dir: c_int, path: *const c_char, flags: c_int)
 }
 
 /// `ready = "listen"`: the server listens on a held socket, so it is about
-/// to accept (what queues meanwhile waits in the socket).
+/// to accept (what queues meanwhile waits in the socket); or it bound a
+/// held datagram socket.
 fn notify_ready() {
     let t = table();
     if t.notify_len == 0 || READY_SENT.swap(true, Relaxed) {
