@@ -13,14 +13,15 @@ use std::process::Command;
 
 fn main() {
     let source = "supervisor/preload/interposer.rs";
-    println!("cargo:rerun-if-changed=supervisor/preload/interposer.rs");
-    println!("cargo:rerun-if-changed=supervisor/preload/matching.rs");
+    println!("cargo:rerun-if-changed=supervisor/preload");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let out = out_dir.join("libhandoff_preload.so");
     let target = env::var("TARGET").expect("cargo sets TARGET");
     // A musl library cannot be loaded into glibc programs (nearly every
     // server): such a handoff is built without one and says so.
-    if target.contains("musl") || !target.contains("linux") {
+    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let libc = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    if os != "linux" || libc != "gnu" {
         std::fs::write(&out, b"").expect("write an empty preload library");
         println!(
             "cargo:warning=built without the preload library: target {target} is not linux-gnu"

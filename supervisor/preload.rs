@@ -1,24 +1,30 @@
 //! The supervisor's side of the preload library (`preload = true`): for a
 //! server that binds its own port and knows nothing of LISTEN_FDS.
 //!
-//! The library (`preload/interposer.rs`, built by `supervisor/build.rs`) is embedded
-//! in handoff's binary, so it cannot be missing or of another version than
-//! the handoff that speaks its private `HANDOFF_PRELOAD` format, and
-//! `cargo install` brings it along. At the first child that wants it,
-//! handoff copies it into a sealed memfd; every such child gets a copy of
-//! that fd after its sockets, with `LD_PRELOAD=/proc/self/fd/N`. A memfd
-//! rather than a file in the runtime directory: that directory is 0700
-//! (a child running as another user could not read it) and often on a
-//! `noexec` mount (/run, /tmp), where the loader cannot map the library.
+//! The library (`preload/interposer.rs`, built by `supervisor/build.rs`)
+//! is embedded in handoff's binary, so it cannot be missing or of another
+//! version than the handoff that speaks its private `HANDOFF_PRELOAD`
+//! format, and `cargo install` brings it along.
 //!
-//! The fd and the variables are inherited by the server's own children
-//! (a `sh -c` or `npm start` wrapper, gunicorn's workers), which is what a
-//! wrapper needs; the library turns itself off, and removes itself from
-//! the environment, in a process that did not inherit the sockets.
+//! At the first child that wants it, handoff writes it to the temp dir as
+//! `handoff-preload-HASH.so` (named by its content, mode 0644, so that a
+//! child running as another user can read it; never rewritten in place, as
+//! running servers map it) and children get `LD_PRELOAD=` that path. A
+//! path rather than an fd: a server's own children that close their fds
+//! (Python's `subprocess` does by default) still find it, and then remove
+//! it from their environment themselves, where `/proc/self/fd/N` would
+//! make the loader complain in every one of them, or read whatever file
+//! has taken fd N. Where the temp dir is mounted `noexec` (the loader
+//! cannot map code from it) or the file there is not handoff's, the
+//! library goes in a sealed memfd instead, passed at the fd after the
+//! sockets as `/proc/self/fd/N`.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -40,6 +46,8 @@ pub const HELD_VAR: &str = "HANDOFF_PRELOAD";
 /// Set to 1 with `ready = "listen"`.
 pub const READY_VAR: &str = "HANDOFF_PRELOAD_READY";
 
+const FILE_PREFIX: &str = "handoff-preload-";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PreloadError {
     #[error("this handoff was built without the preload library (its target is not linux-gnu)")]
@@ -50,30 +58,120 @@ pub enum PreloadError {
     Cookie(#[source] io::Error),
 }
 
-/// The library in a sealed memfd (close-on-exec in the supervisor), made
-/// once per process.
-pub fn library() -> Result<BorrowedFd<'static>, PreloadError> {
-    static MEMFD: OnceLock<OwnedFd> = OnceLock::new();
-    if let Some(fd) = MEMFD.get() {
-        return Ok(fd.as_fd());
-    }
-    let fd = make_library()?;
-    Ok(MEMFD.get_or_init(|| fd).as_fd())
+/// Where children load the library from.
+#[derive(Debug)]
+pub enum Library {
+    /// A file of handoff's (`LD_PRELOAD=` its path).
+    File(PathBuf),
+    /// A sealed memfd, close-on-exec in the supervisor; each child gets a
+    /// copy (`LD_PRELOAD=/proc/self/fd/N`).
+    Memfd(OwnedFd),
 }
 
-fn make_library() -> Result<OwnedFd, PreloadError> {
+/// The library, set up once per process.
+pub fn library() -> Result<&'static Library, PreloadError> {
+    static LIBRARY_AT: OnceLock<Library> = OnceLock::new();
+    if let Some(library) = LIBRARY_AT.get() {
+        return Ok(library);
+    }
     if LIBRARY.is_empty() {
         return Err(PreloadError::NotBuilt);
     }
+    let library = match install_file(&std::env::temp_dir()) {
+        Ok(path) => Library::File(path),
+        Err(why) => {
+            let memfd = make_memfd()?;
+            tracing::info!("the preload library is passed to children in memory: {why}");
+            Library::Memfd(memfd)
+        }
+    };
+    Ok(LIBRARY_AT.get_or_init(|| library))
+}
+
+/// FNV-1a: a name for the library's content (checked in full anyway).
+fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Puts the library in `dir` (or finds it there, from an earlier run),
+/// or says why not.
+fn install_file(dir: &Path) -> Result<PathBuf, String> {
+    let flags = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| format!("cannot stat {}: {e}", dir.display()))?
+        .flags();
+    if flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+        return Err(format!("{} is mounted noexec", dir.display()));
+    }
+    let path = dir.join(format!("{FILE_PREFIX}{:016x}.so", content_hash(LIBRARY)));
+    match is_ours(&path) {
+        Ok(true) => return Ok(path),
+        Ok(false) => {
+            return Err(format!(
+                "{} is there and is not this handoff's library",
+                path.display()
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let written = (|| {
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!(".{FILE_PREFIX}"))
+            .tempfile_in(dir)?;
+        file.write_all(LIBRARY)?;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        // Another supervisor may have put the same bytes there meanwhile:
+        // either copy is right.
+        file.persist_noclobber(&path).map_err(|e| e.error).map(drop)
+    })();
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
+    }
+    match is_ours(&path) {
+        Ok(true) => Ok(path),
+        _ => Err(format!(
+            "{} is not this handoff's library once written",
+            path.display()
+        )),
+    }
+}
+
+/// Whether `path` is a regular file of this user's that nobody else can
+/// write, holding exactly the library (never follows a symlink).
+fn is_ours(path: &Path) -> io::Result<bool> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file()
+        || meta.uid() != nix::unistd::geteuid().as_raw()
+        || meta.mode() & 0o022 != 0
+        || meta.len() != LIBRARY.len() as u64
+    {
+        return Ok(false);
+    }
+    let mut content = Vec::with_capacity(LIBRARY.len());
+    file.read_to_end(&mut content)?;
+    Ok(content == LIBRARY)
+}
+
+fn make_memfd() -> Result<OwnedFd, PreloadError> {
     let memfd = memfd_create(
         c"handoff-preload",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )
     .map_err(|e| PreloadError::Memfd(e.into()))?;
-    let mut file = std::fs::File::from(memfd);
+    let mut file = File::from(memfd);
     file.write_all(LIBRARY).map_err(PreloadError::Memfd)?;
     // Sealed: no process that inherits it can change the code every
-    // server maps.
+    // server maps. (The library checks these seals before it closes a
+    // memfd it was loaded from.)
     fcntl(
         &file,
         FcntlArg::F_ADD_SEALS(
@@ -121,13 +219,22 @@ pub fn held_var(sockets: &[impl AsFd], first: usize) -> Result<String, PreloadEr
     Ok(out)
 }
 
-/// `LD_PRELOAD` with the library (at fd `fd` in the child) first, then
-/// whatever the child would have had.
-pub fn ld_preload(fd: usize, before: Option<&OsStr>) -> OsString {
-    let mut value = OsString::from(format!("/proc/self/fd/{fd}"));
-    if let Some(before) = before.filter(|b| !b.is_empty()) {
+/// `LD_PRELOAD` with the library (`path`) first, then whatever the child
+/// would have had, less another handoff's library (this handoff runs
+/// under one with `preload`).
+pub fn ld_preload(path: &OsStr, before: Option<&OsStr>) -> OsString {
+    let mut value = path.to_os_string();
+    let before = before.map(|b| b.to_string_lossy().into_owned());
+    for element in before.iter().flat_map(|b| b.split([':', ' '])) {
+        let name = element.rsplit('/').next().unwrap_or(element);
+        if element.is_empty()
+            || element.starts_with("/proc/self/fd/")
+            || name.starts_with(FILE_PREFIX)
+        {
+            continue;
+        }
         value.push(":");
-        value.push(before);
+        value.push(element);
     }
     value
 }
@@ -137,18 +244,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_library_is_embedded_and_seals() {
-        let fd = library().expect("the library in a memfd");
-        let size = std::fs::File::from(fd.try_clone_to_owned().expect("dup"))
-            .metadata()
-            .expect("fstat")
-            .len();
-        assert_eq!(size as usize, LIBRARY.len());
+    fn the_file_is_written_once_then_found() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = install_file(dir.path()).expect("written");
+        assert!(path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(FILE_PREFIX) && n.ends_with(".so")));
+        assert_eq!(std::fs::read(&path).expect("read"), LIBRARY);
+        let mode = std::fs::metadata(&path).expect("stat").mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable by a child of another user");
+        assert_eq!(install_file(dir.path()).expect("found"), path);
+        // Nothing left behind but the library.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_the_library_is_never_used() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = install_file(dir.path()).expect("written");
+        // Someone else's bytes under the name: refused, not overwritten.
+        std::fs::remove_file(&path).expect("rm");
+        std::fs::write(&path, b"not the library").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = install_file(dir.path()).unwrap_err();
+        assert!(e.contains("is not this handoff's library"), "{e}");
+        assert_eq!(std::fs::read(&path).expect("read"), b"not the library");
+        // The right bytes, but writable by others: refused too.
+        std::fs::remove_file(&path).expect("rm");
+        std::fs::write(&path, LIBRARY).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(install_file(dir.path()).is_err());
+        // A symlink to the right bytes is not followed.
+        std::fs::remove_file(&path).expect("rm");
+        let real = dir.path().join("real.so");
+        std::fs::write(&real, LIBRARY).expect("write");
+        std::os::unix::fs::symlink(&real, &path).expect("symlink");
+        assert!(install_file(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_memfd_holds_the_library_sealed() {
+        let fd = make_memfd().expect("a memfd");
+        let mut file = File::from(fd.try_clone().expect("dup"));
+        assert_eq!(
+            file.metadata().expect("fstat").len() as usize,
+            LIBRARY.len()
+        );
         assert!(LIBRARY.starts_with(b"\x7fELF"));
-        let mut file = std::fs::File::from(fd.try_clone_to_owned().expect("dup"));
         assert!(file.write_all(b"x").is_err(), "the memfd is sealed");
-        // Made once.
-        assert_eq!(library().expect("again").as_raw_fd(), fd.as_raw_fd());
+        // The seals the library checks before it closes the memfd.
+        // SAFETY: fcntl F_GET_SEALS on an fd of ours.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        assert_eq!(seals, 0xf);
     }
 
     #[test]
@@ -172,12 +320,25 @@ mod tests {
     }
 
     #[test]
-    fn ld_preload_puts_the_library_first() {
-        assert_eq!(ld_preload(5, None), "/proc/self/fd/5");
-        assert_eq!(ld_preload(5, Some(OsStr::new(""))), "/proc/self/fd/5");
+    fn ld_preload_puts_the_library_first_and_drops_another_handoffs() {
+        let lib = OsStr::new("/tmp/handoff-preload-1.so");
+        assert_eq!(ld_preload(lib, None), "/tmp/handoff-preload-1.so");
         assert_eq!(
-            ld_preload(4, Some(OsStr::new("/usr/lib/libjemalloc.so"))),
-            "/proc/self/fd/4:/usr/lib/libjemalloc.so"
+            ld_preload(lib, Some(OsStr::new(""))),
+            "/tmp/handoff-preload-1.so"
+        );
+        assert_eq!(
+            ld_preload(lib, Some(OsStr::new("/usr/lib/libjemalloc.so"))),
+            "/tmp/handoff-preload-1.so:/usr/lib/libjemalloc.so"
+        );
+        assert_eq!(
+            ld_preload(
+                OsStr::new("/proc/self/fd/5"),
+                Some(OsStr::new(
+                    "/proc/self/fd/4 /a.so:/tmp/handoff-preload-2.so"
+                ))
+            ),
+            "/proc/self/fd/5:/a.so"
         );
     }
 }

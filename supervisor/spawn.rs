@@ -110,7 +110,11 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
     let library_fd = template::FIRST_FD + ctx.sockets.len();
     let library = if spec.preload {
         let library = crate::preload::library()?;
-        let ld_preload = crate::preload::ld_preload(library_fd, env.get("LD_PRELOAD"));
+        let path = match library {
+            crate::preload::Library::File(path) => path.as_os_str().to_os_string(),
+            crate::preload::Library::Memfd(_) => format!("/proc/self/fd/{library_fd}").into(),
+        };
+        let ld_preload = crate::preload::ld_preload(&path, env.get("LD_PRELOAD"));
         env.set("LD_PRELOAD", ld_preload);
         env.set(
             crate::preload::HELD_VAR,
@@ -149,9 +153,9 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
             child_fd,
         });
     }
-    if let Some(library) = library {
+    if let Some(crate::preload::Library::Memfd(library)) = library {
         mappings.push(FdMapping {
-            parent_fd: library.try_clone_to_owned().map_err(SpawnError::Dup)?,
+            parent_fd: library.try_clone().map_err(SpawnError::Dup)?,
             child_fd: i32::try_from(library_fd).expect("socket count fits in an fd number"),
         });
     }

@@ -10,101 +10,56 @@
 //! - `listen()` on a held socket succeeds without touching it (a second
 //!   `listen()` would reset the backlog the whole queue shares);
 //! - `shutdown()` of a held socket does nothing (it would drop the queue);
-//! - `unlink()` of a held unix socket's file keeps the file (a server
-//!   that removes a "stale" socket file before binding would orphan it).
+//! - `unlink()` or `remove()` of a held unix socket's file keeps the file
+//!   (a server that removes a "stale" socket file before binding would
+//!   orphan it).
 //!
 //! Everything else goes to libc untouched. A held socket is recognised by
 //! its cookie, never by its fd number, so a process where the fds did not
 //! follow (a helper started with its fds closed) sees no held socket; such
-//! a process then removes the library from its own environment, so that
-//! its children do not load it either.
+//! a process then removes the library from its own environment
+//! (`environ.rs`), so that its children do not load it either.
 //!
 //! Built by `supervisor/build.rs` with rustc alone, embedded in handoff,
-//! and handed to each child as a sealed memfd (`supervisor/preload.rs`).
-//! `no_std`, no allocation, no lock: the hooks run in any process, before
-//! `main`, in a child forked by a threaded program. The table of held
-//! sockets is written once, by the constructor, before any thread of the
-//! process exists, and only read afterwards.
+//! and handed to each child by `supervisor/preload.rs`. `no_std`, no
+//! allocation, no lock: the hooks run in any process, before `main`, in a
+//! child forked by a threaded program. The table of held sockets is
+//! written once, by the constructor, then published; the hooks read it
+//! only once published (before, as when another library's constructor
+//! binds, every call goes to libc).
 
 #![no_std]
 
+mod environ;
+mod ffi;
 mod matching;
 
 use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::sync::atomic::{
+    AtomicBool, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
+use ffi::socklen_t;
 use matching::{parse, rank, Addr};
-
-#[allow(non_camel_case_types)]
-type socklen_t = u32;
-
-#[repr(C)]
-struct DlInfo {
-    fname: *const c_char,
-    fbase: *mut c_void,
-    sname: *const c_char,
-    saddr: *mut c_void,
-}
-
-#[link(name = "c")]
-#[link(name = "dl")]
-extern "C" {
-    static mut environ: *mut *mut c_char;
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
-    fn getenv(name: *const c_char) -> *const c_char;
-    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
-    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
-    fn close(fd: c_int) -> c_int;
-    fn getsockopt(fd: c_int, level: c_int, name: c_int, v: *mut c_void, l: *mut socklen_t)
-        -> c_int;
-    fn getsockname(fd: c_int, addr: *mut c_void, len: *mut socklen_t) -> c_int;
-    fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
-    fn sendto(
-        fd: c_int,
-        buf: *const c_void,
-        len: usize,
-        flags: c_int,
-        addr: *const c_void,
-        addrlen: socklen_t,
-    ) -> isize;
-    fn write(fd: c_int, buf: *const c_void, n: usize) -> isize;
-    fn syscall(number: i64, ...) -> i64;
-    fn __errno_location() -> *mut c_int;
-    fn abort() -> !;
-}
-
-const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
-const SOL_SOCKET: c_int = 1;
-const SO_TYPE: c_int = 3;
-const SO_COOKIE: c_int = 57;
-const F_GETFD: c_int = 1;
-const F_GETFL: c_int = 3;
-const F_SETFL: c_int = 4;
-const FD_CLOEXEC: c_int = 1;
-const O_NONBLOCK: c_int = 0o4000;
-const O_CLOEXEC: c_int = 0o2000000;
-const EINVAL: c_int = 22;
-const AF_UNIX: c_int = 1;
-const SOCK_DGRAM: c_int = 2;
-const AT_FDCWD: c_int = -100;
-const AT_SYMLINK_NOFOLLOW: c_int = 0x100;
-#[cfg(target_arch = "x86_64")]
-const SYS_NEWFSTATAT: i64 = 262;
-#[cfg(target_arch = "aarch64")]
-const SYS_NEWFSTATAT: i64 = 79;
 
 /// The most sockets the library looks after (handoff refuses more).
 const MAX_HELD: usize = 64;
+
+/// `sizeof(struct sockaddr_storage)`: a longer address is no address of
+/// a held socket (and is not read).
+const SOCKADDR_MAX: socklen_t = 128;
 
 #[derive(Clone, Copy)]
 struct Held {
     fd: c_int,
     cookie: u64,
     ty: c_int,
+    domain: c_int,
+    protocol: c_int,
     addr: Addr,
-    /// The socket file of a unix path socket, (st_dev, st_ino).
+    /// The socket file of a unix path socket, (device, inode).
     file: Option<(u64, u64)>,
 }
 
@@ -116,11 +71,10 @@ struct Table {
     notify_len: socklen_t,
 }
 
-/// Written by the constructor only, read by the hooks.
+/// Written by the constructor only, read by the hooks once `PUBLISHED`.
 struct Once(UnsafeCell<Table>);
-// SAFETY: the one write happens in the constructor, which the dynamic
-// loader runs before `main` and before any thread of the process exists;
-// every later access reads.
+// SAFETY: the one write happens in the constructor, before `PUBLISHED` is
+// set (Release); readers read only after seeing it set (Acquire).
 unsafe impl Sync for Once {}
 
 static TABLE: Once = Once(UnsafeCell::new(Table {
@@ -128,6 +82,7 @@ static TABLE: Once = Once(UnsafeCell::new(Table {
     notify: [0; 110],
     notify_len: 0,
 }));
+static PUBLISHED: AtomicBool = AtomicBool::new(false);
 static DEBUG: AtomicBool = AtomicBool::new(false);
 static READY_SENT: AtomicBool = AtomicBool::new(false);
 static REAL_BIND: AtomicUsize = AtomicUsize::new(0);
@@ -135,14 +90,15 @@ static REAL_LISTEN: AtomicUsize = AtomicUsize::new(0);
 static REAL_SHUTDOWN: AtomicUsize = AtomicUsize::new(0);
 static REAL_UNLINK: AtomicUsize = AtomicUsize::new(0);
 static REAL_UNLINKAT: AtomicUsize = AtomicUsize::new(0);
+static REAL_REMOVE: AtomicUsize = AtomicUsize::new(0);
 
-fn table() -> &'static Table {
-    // SAFETY: see `Once`: no write happens after the constructor.
-    unsafe { &*TABLE.0.get() }
+fn table() -> Option<&'static Table> {
+    // SAFETY: see `Once`: published after the only write.
+    PUBLISHED.load(Acquire).then(|| unsafe { &*TABLE.0.get() })
 }
 
 fn held() -> impl Iterator<Item = &'static Held> {
-    table().held.iter().flatten()
+    table().into_iter().flat_map(|t| t.held.iter().flatten())
 }
 
 #[used]
@@ -150,18 +106,9 @@ fn held() -> impl Iterator<Item = &'static Held> {
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
-    // SAFETY: dlsym with RTLD_NEXT and NUL-terminated names; a null result
-    // is handled where the pointer is used.
-    unsafe {
-        REAL_BIND.store(dlsym(RTLD_NEXT, c"bind".as_ptr()) as usize, Relaxed);
-        REAL_LISTEN.store(dlsym(RTLD_NEXT, c"listen".as_ptr()) as usize, Relaxed);
-        REAL_SHUTDOWN.store(dlsym(RTLD_NEXT, c"shutdown".as_ptr()) as usize, Relaxed);
-        REAL_UNLINK.store(dlsym(RTLD_NEXT, c"unlink".as_ptr()) as usize, Relaxed);
-        REAL_UNLINKAT.store(dlsym(RTLD_NEXT, c"unlinkat".as_ptr()) as usize, Relaxed);
-    }
     DEBUG.store(env_is(c"HANDOFF_PRELOAD_DEBUG", b"1"), Relaxed);
-    // SAFETY: the constructor runs before any other code of the process
-    // can read the table (see `Once`).
+    // SAFETY: nothing reads the table before it is published below, and
+    // the constructor runs once.
     let t = unsafe { &mut *TABLE.0.get() };
     let mut n = 0;
     if let Some(spec) = env(c"HANDOFF_PRELOAD") {
@@ -169,30 +116,31 @@ extern "C" fn init() {
             let Some((fd, cookie)) = parse_entry(entry) else {
                 continue;
             };
-            if n == MAX_HELD || socket_cookie(fd) != Some(cookie) {
+            if n == MAX_HELD || ffi::cookie(fd) != Some(cookie) {
                 continue;
             }
-            let mut ty: c_int = 0;
-            let mut len = size_of::<c_int>() as socklen_t;
-            let mut name = [0u8; 128];
-            let mut name_len = name.len() as socklen_t;
-            // SAFETY: the buffers and lengths are ours and as large as
-            // the lengths say.
-            let known = unsafe {
-                getsockopt(fd, SOL_SOCKET, SO_TYPE, (&raw mut ty).cast(), &mut len) == 0
-                    && getsockname(fd, name.as_mut_ptr().cast(), &mut name_len) == 0
+            let (Some(ty), Some(domain), Some(protocol)) = (
+                ffi::sol_socket_int(fd, ffi::SO_TYPE),
+                ffi::sol_socket_int(fd, ffi::SO_DOMAIN),
+                ffi::sol_socket_int(fd, ffi::SO_PROTOCOL),
+            ) else {
+                continue;
             };
-            if !known {
+            let mut name = [0u8; SOCKADDR_MAX as usize];
+            let mut name_len = SOCKADDR_MAX;
+            // SAFETY: the buffer and its length are ours.
+            if unsafe { ffi::getsockname(fd, name.as_mut_ptr().cast(), &mut name_len) } != 0 {
                 continue;
             }
             let addr = parse(name.get(..name_len as usize).unwrap_or(&[]));
-            let file = addr.unix_path().and_then(|p| file_id(AT_FDCWD, p));
             t.held[n] = Some(Held {
                 fd,
                 cookie,
                 ty,
+                domain,
+                protocol,
                 addr,
-                file,
+                file: unix_file(&addr),
             });
             n += 1;
         }
@@ -200,13 +148,13 @@ extern "C" fn init() {
     if n == 0 {
         // The sockets did not follow to this process: neither it nor its
         // children have anything to gain from the library.
-        forget_library();
+        environ::forget_library(init as *const c_void);
         return;
     }
     if env_is(c"HANDOFF_PRELOAD_READY", b"1") {
         if let Some(path) = env(c"NOTIFY_SOCKET") {
             if !path.is_empty() && path.len() < t.notify.len() - 2 {
-                t.notify[..2].copy_from_slice(&(AF_UNIX as u16).to_ne_bytes());
+                t.notify[..2].copy_from_slice(&(ffi::AF_UNIX as u16).to_ne_bytes());
                 t.notify[2..2 + path.len()].copy_from_slice(path);
                 if t.notify[2] == b'@' {
                     t.notify[2] = 0;
@@ -215,6 +163,7 @@ extern "C" fn init() {
             }
         }
     }
+    PUBLISHED.store(true, Release);
 }
 
 /// `FD:HEXCOOKIE`.
@@ -224,7 +173,7 @@ fn parse_entry(entry: &[u8]) -> Option<(c_int, u64)> {
     if cookie.is_empty() || cookie.len() > 16 {
         return None;
     }
-    let n = decimal(fd)?;
+    let n = environ::decimal(fd)?;
     let mut c: u64 = 0;
     for &d in cookie {
         c = c << 4 | u64::from(char::from(d).to_digit(16)?);
@@ -232,85 +181,58 @@ fn parse_entry(entry: &[u8]) -> Option<(c_int, u64)> {
     Some((n, c))
 }
 
-fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+fn env(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: getenv takes a NUL-terminated name and returns null or a
     // NUL-terminated string that lives as long as the environment entry;
-    // the library reads it in the constructor only, before anything can
-    // change the environment.
+    // the library reads it in the constructor only.
     unsafe {
-        let v = getenv(name.as_ptr());
-        (!v.is_null()).then(|| core::ffi::CStr::from_ptr(v).to_bytes())
+        let v = ffi::getenv(name.as_ptr());
+        (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
     }
 }
 
-fn env_is(name: &core::ffi::CStr, value: &[u8]) -> bool {
+fn env_is(name: &CStr, value: &[u8]) -> bool {
     env(name) == Some(value)
 }
 
-fn socket_cookie(fd: c_int) -> Option<u64> {
-    let mut cookie = 0u64;
-    let mut len = size_of::<u64>() as socklen_t;
-    // SAFETY: an 8-byte buffer and its length; a bad fd gives an error.
-    let ok = unsafe {
-        getsockopt(
-            fd,
-            SOL_SOCKET,
-            SO_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        ) == 0
-    };
-    (ok && len == 8).then_some(cookie)
+/// The file of a unix path socket address, as (device, inode).
+fn unix_file(addr: &Addr) -> Option<(u64, u64)> {
+    let path = addr.unix_path()?;
+    let mut c_path = [0u8; matching::UNIX_PATH_MAX + 1];
+    c_path.get_mut(..path.len())?.copy_from_slice(path);
+    let c_path = CStr::from_bytes_until_nul(&c_path).ok()?;
+    ffi::file_id(ffi::AT_FDCWD, c_path)
 }
 
 /// The held socket `fd` is (a copy of), if any.
 fn held_by_fd(fd: c_int) -> Option<&'static Held> {
-    let mut any = held().peekable();
-    any.peek()?;
-    let cookie = socket_cookie(fd)?;
+    held().next()?;
+    let cookie = ffi::cookie(fd)?;
     held().find(|h| h.cookie == cookie)
 }
 
-/// (st_dev, st_ino) of a path, without following a final symlink.
-fn file_id(dir: c_int, path: &[u8]) -> Option<(u64, u64)> {
-    let mut c_path = [0u8; matching::UNIX_PATH_MAX + 1];
-    c_path.get_mut(..path.len())?.copy_from_slice(path);
-    // struct stat is 144 bytes on x86_64 and 128 on aarch64; both start
-    // with st_dev and st_ino, 8 bytes each.
-    let mut st = [0u64; 32];
-    // SAFETY: newfstatat with a NUL-terminated path and a buffer larger
-    // than struct stat.
-    let r = unsafe {
-        syscall(
-            SYS_NEWFSTATAT,
-            dir as i64,
-            c_path.as_ptr(),
-            st.as_mut_ptr(),
-            AT_SYMLINK_NOFOLLOW as i64,
-        )
-    };
-    (r == 0).then_some((st[0], st[1]))
-}
-
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno.
-    unsafe { *__errno_location() = e };
-}
-
-/// The held socket a bind of `fd` to `addr` is meant for.
-fn held_for_bind(fd: c_int, addr: &Addr) -> Option<&'static Held> {
-    let mut ty: c_int = 0;
-    let mut len = size_of::<c_int>() as socklen_t;
-    // SAFETY: a c_int buffer and its length.
-    if unsafe { getsockopt(fd, SOL_SOCKET, SO_TYPE, (&raw mut ty).cast(), &mut len) } != 0 {
+/// The held socket a bind of `fd` to `asked` (of `family`) is meant for:
+/// one of the same type and protocol, for an address of the socket's own
+/// family (the kernel refuses the others), the best match.
+fn held_for_bind(fd: c_int, family: c_int, asked: &Addr) -> Option<&'static Held> {
+    let ty = ffi::sol_socket_int(fd, ffi::SO_TYPE)?;
+    let domain = ffi::sol_socket_int(fd, ffi::SO_DOMAIN)?;
+    let protocol = ffi::sol_socket_int(fd, ffi::SO_PROTOCOL)?;
+    if family != domain {
         return None;
     }
-    let by_file = addr.unix_path().and_then(|p| file_id(AT_FDCWD, p));
+    let by_file = unix_file(asked);
     let mut best: Option<(u8, &Held)> = None;
-    for h in held().filter(|h| h.ty == ty) {
+    for h in held().filter(|h| h.ty == ty && h.protocol == protocol) {
+        // An IPv4 socket never becomes an IPv6 one: a server that accepts
+        // into a `sockaddr_in` would read a truncated IPv6 address. (The
+        // other way, a `sockaddr_in` fits where a `sockaddr_in6` would.)
+        if domain == ffi::AF_INET && h.domain == ffi::AF_INET6 {
+            continue;
+        }
         let r = match by_file {
             Some(id) if h.file == Some(id) => Some(0),
-            _ => rank(addr, &h.addr),
+            _ => rank(asked, &h.addr),
         };
         if let Some(r) = r {
             if best.is_none_or(|(b, _)| r < b) {
@@ -325,17 +247,21 @@ fn held_for_bind(fd: c_int, addr: &Addr) -> Option<&'static Held> {
 /// As bind(2).
 #[no_mangle]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const c_void, len: socklen_t) -> c_int {
-    if !addr.is_null() && held().next().is_some() {
-        // SAFETY: the caller passes `len` readable bytes at `addr`.
+    let saved = ffi::errno();
+    if !addr.is_null() && (2..=SOCKADDR_MAX).contains(&len) && held().next().is_some() {
+        // SAFETY: the caller passes `len` readable bytes at `addr`, and
+        // `len` is at most a sockaddr_storage.
         let bytes = unsafe { core::slice::from_raw_parts(addr.cast::<u8>(), len as usize) };
+        let family = c_int::from(u16::from_ne_bytes([bytes[0], bytes[1]]));
         let asked = parse(bytes);
-        if let Some(h) = held_for_bind(fd, &asked) {
+        if let Some(h) = held_for_bind(fd, family, &asked) {
             return take(fd, h);
         }
     }
-    let real = REAL_BIND.load(Relaxed);
+    ffi::set_errno(saved);
+    let real = ffi::real(&REAL_BIND, c"bind");
     if real == 0 {
-        set_errno(EINVAL);
+        ffi::set_errno(ffi::ENOSYS);
         return -1;
     }
     // SAFETY: the pointer is libc's bind, resolved by dlsym.
@@ -345,54 +271,55 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const c_void, len: socklen_t) ->
     unsafe { real(fd, addr, len) }
 }
 
-/// Makes `fd` a copy of the held socket, as the bind succeeded.
+/// Makes `fd` a copy of the held socket, as if the bind succeeded.
 fn take(fd: c_int, h: &Held) -> c_int {
     if held_by_fd(fd).is_some() {
         // Bound already (it is a held socket): what the kernel says to a
         // second bind.
-        set_errno(EINVAL);
+        ffi::set_errno(ffi::EINVAL);
         return -1;
     }
-    if socket_cookie(h.fd) != Some(h.cookie) {
-        // The server closed the held fd, or put something else there: it
-        // binds for itself, and meets EADDRINUSE.
-        set_errno(98);
+    if ffi::cookie(h.fd) != Some(h.cookie) {
+        // The server closed the held fd, or put something else there: to
+        // the kernel, the address is in use.
+        ffi::set_errno(ffi::EADDRINUSE);
         return -1;
     }
     // SAFETY: fcntl and dup3 on fd numbers; errors are returned.
     unsafe {
-        let fd_flags = fcntl(fd, F_GETFD);
-        let fl_flags = fcntl(fd, F_GETFL);
+        let fd_flags = ffi::fcntl(fd, ffi::F_GETFD);
+        let fl_flags = ffi::fcntl(fd, ffi::F_GETFL);
         if fd_flags < 0 || fl_flags < 0 {
             return -1;
         }
-        let cloexec = if fd_flags & FD_CLOEXEC != 0 {
-            O_CLOEXEC
+        let cloexec = if fd_flags & ffi::FD_CLOEXEC != 0 {
+            ffi::O_CLOEXEC
         } else {
             0
         };
-        if dup3(h.fd, fd, cloexec) < 0 {
+        if ffi::dup3(h.fd, fd, cloexec) < 0 {
             return -1;
         }
         // O_NONBLOCK belongs to the open file, which is the held socket
         // now: the server's choice (an event loop's non-blocking, a
-        // blocking accept loop's blocking) wins.
-        let shared = fcntl(fd, F_GETFL);
-        if shared >= 0 && (shared ^ fl_flags) & O_NONBLOCK != 0 {
-            fcntl(
+        // blocking accept loop's blocking) wins. On a socket generations
+        // share, it is every generation's (the README says so).
+        let shared = ffi::fcntl(fd, ffi::F_GETFL);
+        if shared >= 0 && (shared ^ fl_flags) & ffi::O_NONBLOCK != 0 {
+            ffi::fcntl(
                 fd,
-                F_SETFL,
-                (shared & !O_NONBLOCK) | (fl_flags & O_NONBLOCK),
+                ffi::F_SETFL,
+                (shared & !ffi::O_NONBLOCK) | (fl_flags & ffi::O_NONBLOCK),
             );
         }
     }
-    if h.ty == SOCK_DGRAM {
+    if h.ty == ffi::SOCK_DGRAM {
         // A datagram server never listens: bound, it receives.
         notify_ready();
     }
     if DEBUG.load(Relaxed) {
         say(&[
-            b"bind on fd ",
+            b"handoff-preload: bind on fd ",
             num(fd).as_bytes(),
             b" takes handoff's socket at fd ",
         ]);
@@ -405,15 +332,18 @@ fn take(fd: c_int, h: &Held) -> c_int {
 /// As listen(2).
 #[no_mangle]
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    let saved = ffi::errno();
     if held_by_fd(fd).is_some() {
         // handoff listens with the backlog its config gives; another
         // listen() would change it for every generation.
         notify_ready();
+        ffi::set_errno(saved);
         return 0;
     }
-    let real = REAL_LISTEN.load(Relaxed);
+    ffi::set_errno(saved);
+    let real = ffi::real(&REAL_LISTEN, c"listen");
     if real == 0 {
-        set_errno(EINVAL);
+        ffi::set_errno(ffi::ENOSYS);
         return -1;
     }
     // SAFETY: the pointer is libc's listen, resolved by dlsym.
@@ -426,14 +356,17 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 /// As shutdown(2).
 #[no_mangle]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    if held_by_fd(fd).is_some_and(|h| h.ty != SOCK_DGRAM) {
+    let saved = ffi::errno();
+    if held_by_fd(fd).is_some_and(|h| h.ty != ffi::SOCK_DGRAM) {
         // On a listening socket shutdown() drops the queue every
         // generation shares.
+        ffi::set_errno(saved);
         return 0;
     }
-    let real = REAL_SHUTDOWN.load(Relaxed);
+    ffi::set_errno(saved);
+    let real = ffi::real(&REAL_SHUTDOWN, c"shutdown");
     if real == 0 {
-        set_errno(EINVAL);
+        ffi::set_errno(ffi::ENOSYS);
         return -1;
     }
     // SAFETY: the pointer is libc's shutdown, resolved by dlsym.
@@ -447,24 +380,23 @@ fn is_held_file(dir: c_int, path: *const c_char) -> bool {
     if path.is_null() || !held().any(|h| h.file.is_some()) {
         return false;
     }
+    let saved = ffi::errno();
     // SAFETY: the caller passes a NUL-terminated path.
-    let path = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
-    match file_id(dir, path) {
-        Some(id) => held().any(|h| h.file == Some(id)),
-        None => false,
-    }
+    let id = ffi::file_id(dir, unsafe { CStr::from_ptr(path) });
+    ffi::set_errno(saved);
+    id.is_some_and(|id| held().any(|h| h.file == Some(id)))
 }
 
 /// # Safety
 /// As unlink(2).
 #[no_mangle]
 pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
-    if is_held_file(AT_FDCWD, path) {
+    if is_held_file(ffi::AT_FDCWD, path) {
         return 0;
     }
-    let real = REAL_UNLINK.load(Relaxed);
+    let real = ffi::real(&REAL_UNLINK, c"unlink");
     if real == 0 {
-        set_errno(EINVAL);
+        ffi::set_errno(ffi::ENOSYS);
         return -1;
     }
     // SAFETY: the pointer is libc's unlink, resolved by dlsym.
@@ -480,9 +412,9 @@ pub unsafe extern "C" fn unlinkat(dir: c_int, path: *const c_char, flags: c_int)
     if is_held_file(dir, path) {
         return 0;
     }
-    let real = REAL_UNLINKAT.load(Relaxed);
+    let real = ffi::real(&REAL_UNLINKAT, c"unlinkat");
     if real == 0 {
-        set_errno(EINVAL);
+        ffi::set_errno(ffi::ENOSYS);
         return -1;
     }
     // SAFETY: the pointer is libc's unlinkat, resolved by dlsym.
@@ -492,11 +424,34 @@ pub unsafe extern "C" fn unlinkat(dir: c_int, path: *const c_char, flags: c_int)
     unsafe { real(dir, path, flags) }
 }
 
+/// glibc's `remove()` unlinks through an internal call the `unlink` hook
+/// never sees.
+///
+/// # Safety
+/// As remove(3).
+#[no_mangle]
+pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
+    if is_held_file(ffi::AT_FDCWD, path) {
+        return 0;
+    }
+    let real = ffi::real(&REAL_REMOVE, c"remove");
+    if real == 0 {
+        ffi::set_errno(ffi::ENOSYS);
+        return -1;
+    }
+    // SAFETY: the pointer is libc's remove, resolved by dlsym.
+    let real: unsafe extern "C" fn(*const c_char) -> c_int = unsafe { core::mem::transmute(real) };
+    // SAFETY: as the caller's.
+    unsafe { real(path) }
+}
+
 /// `ready = "listen"`: the server listens on a held socket, so it is about
 /// to accept (what queues meanwhile waits in the socket); or it bound a
 /// held datagram socket.
 fn notify_ready() {
-    let t = table();
+    let Some(t) = table() else {
+        return;
+    };
     if t.notify_len == 0 || READY_SENT.swap(true, Relaxed) {
         return;
     }
@@ -504,9 +459,9 @@ fn notify_ready() {
     // SAFETY: a datagram socket of ours, closed below; the address buffer
     // holds `notify_len` bytes.
     unsafe {
-        let s = socket(AF_UNIX, SOCK_DGRAM | O_CLOEXEC, 0);
+        let s = ffi::socket(ffi::AF_UNIX, ffi::SOCK_DGRAM | ffi::O_CLOEXEC, 0);
         if s >= 0 {
-            sendto(
+            ffi::sendto(
                 s,
                 msg.as_ptr().cast(),
                 msg.len(),
@@ -514,113 +469,16 @@ fn notify_ready() {
                 t.notify.as_ptr().cast(),
                 t.notify_len,
             );
-            close(s);
+            ffi::close(s);
         }
     }
-}
-
-/// Takes the library out of this process's environment (before `main`
-/// copies it anywhere): its `LD_PRELOAD` element, `HANDOFF_PRELOAD*`, and
-/// closes the memfd it was loaded from.
-fn forget_library() {
-    let mut info = DlInfo {
-        fname: core::ptr::null(),
-        fbase: core::ptr::null_mut(),
-        sname: core::ptr::null(),
-        saddr: core::ptr::null_mut(),
-    };
-    // SAFETY: dladdr fills `info` for an address in this library.
-    let own: &[u8] = unsafe {
-        if dladdr(init as *const c_void, &mut info) == 0 || info.fname.is_null() {
-            return;
-        }
-        core::ffi::CStr::from_ptr(info.fname).to_bytes()
-    };
-    // SAFETY: `environ` is the process's NULL-terminated array of
-    // NUL-terminated strings; nothing else runs while the constructor
-    // edits it in place (removing entries, shortening one string).
-    unsafe {
-        let env = environ;
-        if env.is_null() {
-            return;
-        }
-        let mut read = 0;
-        let mut write = 0;
-        loop {
-            let entry = *env.add(read);
-            if entry.is_null() {
-                *env.add(write) = entry;
-                break;
-            }
-            read += 1;
-            let bytes = core::ffi::CStr::from_ptr(entry).to_bytes();
-            if bytes.starts_with(b"HANDOFF_PRELOAD") {
-                continue;
-            }
-            if bytes.starts_with(b"LD_PRELOAD=") && remove_element(entry.cast(), bytes, own) {
-                continue;
-            }
-            *env.add(write) = entry;
-            write += 1;
-        }
-    }
-    if let Some(n) = own.strip_prefix(b"/proc/self/fd/") {
-        if let Some(fd) = decimal(n) {
-            // SAFETY: the fd the library was loaded from, mapped already.
-            unsafe { close(fd) };
-        }
-    }
-}
-
-/// A small non-negative decimal number (an fd).
-fn decimal(digits: &[u8]) -> Option<c_int> {
-    if digits.is_empty() || digits.len() > 9 {
-        return None;
-    }
-    let mut n: c_int = 0;
-    for &d in digits {
-        n = n * 10 + c_int::try_from(char::from(d).to_digit(10)?).ok()?;
-    }
-    Some(n)
-}
-
-/// Removes `own` from the `LD_PRELOAD=` string at `entry` (in place);
-/// true when nothing is left of it.
-///
-/// # Safety
-/// `entry` points at the NUL-terminated string `bytes` is.
-unsafe fn remove_element(entry: *mut u8, bytes: &[u8], own: &[u8]) -> bool {
-    let start = b"LD_PRELOAD=".len();
-    let mut out = start;
-    let mut kept = 0;
-    let value = &bytes[start..];
-    for element in value.split(|&b| b == b':' || b == b' ') {
-        if element.is_empty() || element == own {
-            continue;
-        }
-        if kept > 0 {
-            // SAFETY: `out` stays below the original length: the result
-            // is never longer than what was read.
-            unsafe { *entry.add(out) = b':' };
-            out += 1;
-        }
-        for &b in element {
-            // SAFETY: as above.
-            unsafe { *entry.add(out) = b };
-            out += 1;
-        }
-        kept += 1;
-    }
-    // SAFETY: as above; the terminator goes at most where it was.
-    unsafe { *entry.add(out) = 0 };
-    kept == 0
 }
 
 /// Writes the pieces to stderr (`HANDOFF_PRELOAD_DEBUG=1`).
 fn say(pieces: &[&[u8]]) {
     for p in pieces {
         // SAFETY: writing our own bytes to fd 2.
-        unsafe { write(2, p.as_ptr().cast(), p.len()) };
+        unsafe { ffi::write(2, p.as_ptr().cast(), p.len()) };
     }
 }
 
@@ -657,5 +515,5 @@ fn num(n: c_int) -> Num {
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     // SAFETY: abort has no preconditions.
-    unsafe { abort() }
+    unsafe { ffi::abort() }
 }

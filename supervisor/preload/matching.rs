@@ -49,7 +49,8 @@ pub fn parse(bytes: &[u8]) -> Addr {
         None => 0,
     };
     match family {
-        AF_INET => match bytes.get(4..8) {
+        // The kernel wants a whole sockaddr_in (16 bytes).
+        AF_INET => match bytes.get(4..8).filter(|_| bytes.len() >= 16) {
             Some(ip) => Addr::V4 {
                 ip: [ip[0], ip[1], ip[2], ip[3]],
                 port: port(bytes),
@@ -276,6 +277,7 @@ mod tests {
     fn short_or_foreign_buffers_are_other() {
         assert_eq!(parse(&[]), Addr::Other);
         assert_eq!(parse(&v4([1, 2, 3, 4], 80)[..6]), Addr::Other);
+        assert_eq!(parse(&v4([1, 2, 3, 4], 80)[..15]), Addr::Other);
         assert_eq!(parse(&v6(LO6, 80)[..20]), Addr::Other);
         assert_eq!(parse(&[17, 0, 0, 0]), Addr::Other);
         assert_eq!(parse(&unix(&[b'a'; 200])), Addr::Other);
