@@ -112,11 +112,14 @@ fn pid_of_generation(h: &Handoff, g: u64) -> u32 {
         .unwrap_or_else(|| panic!("no worker of generation {g}: {status:?}"))
 }
 
+/// How a server that drains well ends: handoff's line for it.
+const CLEAN_EXIT: &str = "exited with code 0 after draining";
+
 /// Restarts RESTARTS times under load, each restart returning once the new
 /// generation is ready; waits until every old generation has drained and
-/// exited 0 (so no loss can come after the count). Returns what the
-/// clients saw and each generation's pid.
-fn restarts_under_load(h: &mut Handoff) -> (Tally, Vec<u32>) {
+/// ended with a line containing `ended` (so no loss can come after the
+/// count). Returns what the clients saw and each generation's pid.
+fn restarts_under_load(h: &mut Handoff, ended: &str) -> (Tally, Vec<u32>) {
     let load = Load::start(&h.addr("http"), CLIENTS);
     load.wait_for_more(BETWEEN_RESTARTS);
     let mut pids = vec![pid_of_generation(h, 1)];
@@ -126,12 +129,15 @@ fn restarts_under_load(h: &mut Handoff) -> (Tally, Vec<u32>) {
         pids.push(pid_of_generation(h, g));
         load.wait_for_more(BETWEEN_RESTARTS);
     }
-    for g in 1..=RESTARTS {
-        h.wait_log_all(&[
-            &format!("generation {g} worker 0 (pid"),
-            "exited with code 0 after draining",
-        ]);
-    }
+    // In any order: on a shared socket an old generation is stopped as
+    // soon as the next is ready, and one may take longer to exit than the
+    // one after it.
+    let workers: Vec<String> = (1..=RESTARTS)
+        .map(|g| format!("generation {g} worker 0 (pid"))
+        .collect();
+    let lines: Vec<[&str; 2]> = workers.iter().map(|w| [w.as_str(), ended]).collect();
+    let lines: Vec<&[&str]> = lines.iter().map(|l| &l[..]).collect();
+    h.wait_log_each(&lines);
     let tally = load.stop();
     eprintln!(
         "{RESTARTS} restarts, handover {}: {} ok, {} failed {:?}",
@@ -192,7 +198,7 @@ fn an_unmodified_http_server_restarts_under_load_losing_nothing() {
         &[],
         &http_server(&www, "127.0.0.1"),
     );
-    let (tally, pids) = restarts_under_load(&mut h);
+    let (tally, pids) = restarts_under_load(&mut h, CLEAN_EXIT);
     assert_lost_nothing(&h, &tally, &pids);
     assert_each_http_server_served(&h, &tally);
     assert_eq!(h.status().sockets[0].handover, "steer");
@@ -206,7 +212,7 @@ fn an_unmodified_http_server_restarts_under_load_losing_nothing() {
 fn a_server_on_a_shared_socket_restarts_under_load_losing_nothing() {
     let dir = temp_dir();
     let mut h = tcp_fixture(dir.path(), &["--handover", "shared"], &[]);
-    let (tally, pids) = restarts_under_load(&mut h);
+    let (tally, pids) = restarts_under_load(&mut h, CLEAN_EXIT);
     assert_lost_nothing(&h, &tally, &pids);
     for (g, pid) in (1..).zip(&pids) {
         let answer = format!("hello from pid {pid} generation {g} \n");
@@ -224,7 +230,9 @@ fn a_server_on_a_shared_socket_restarts_under_load_losing_nothing() {
 /// SIGINT ends `serve_forever` at once, so the requests it accepted and
 /// has not answered yet die with it (closed unanswered). The recipe keeps
 /// the default handover, where the old generation is stopped only once
-/// no connection reaches it any more.
+/// no connection reaches it any more. (How each old generation ends is not
+/// asserted: a daemon thread still writing its log line when Python
+/// finalizes can make it abort.)
 #[test]
 fn http_server_on_a_shared_socket_loses_what_it_accepted_when_stopped() {
     let dir = temp_dir();
@@ -235,7 +243,7 @@ fn http_server_on_a_shared_socket_loses_what_it_accepted_when_stopped() {
         &["--handover", "shared"],
         &http_server(&www, "127.0.0.1"),
     );
-    let (tally, _) = restarts_under_load(&mut h);
+    let (tally, _) = restarts_under_load(&mut h, " after draining");
     assert!(
         tally.failures() > 0,
         "no request lost in {RESTARTS} restarts of http.server on a shared socket ({} ok): \
