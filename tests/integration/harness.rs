@@ -213,6 +213,20 @@ impl Handoff {
         self.cursor = last;
     }
 
+    /// Waits for a log line containing all of `needles`, from the first
+    /// line on, without moving the cursor: for what a child printed
+    /// before a line already waited for (its output and handoff's come
+    /// through different pipes, in either order).
+    pub fn wait_log_since_start(&self, needles: &[&str]) -> String {
+        match self.log.wait_for(needles, 0, DEADLINE) {
+            Some((_, line)) => line,
+            None => panic!(
+                "no log line with {needles:?} within {DEADLINE:?}; log:\n{}",
+                self.log.dump()
+            ),
+        }
+    }
+
     pub fn log(&self) -> String {
         self.log.dump()
     }

@@ -412,3 +412,111 @@ fn nginx_recipe_finishes_a_request_in_hand_when_stopped() {
     // from PID, shutting down" (or SIGTERM's, "exiting").
     a_response_in_flight_survives_the_stop(&mut h, &["signal ", " received from "]);
 }
+
+/// Restarts for http.server, as issue 11 asks of a server under preload.
+const HTTP_SERVER_RESTARTS: u64 = 10;
+
+/// DIR/www, http.server's working directory: "/" is a few bytes, /big is
+/// BIG_BYTES.
+fn www_dir(dir: &Path) -> PathBuf {
+    let www = dir.join("www");
+    std::fs::create_dir(&www).expect("mkdir www");
+    std::fs::write(www.join("index.html"), "hello from http.server\n").expect("write index");
+    www
+}
+
+/// Python's http.server, unmodified, binds its own port: the recipe's
+/// preload gives it handoff's socket, and ten restarts under load lose
+/// nothing.
+#[test]
+fn http_server_recipe_serves_and_restarts_under_load() {
+    let dir = temp_dir();
+    let www = www_dir(dir.path());
+    let mut h = run_recipe(dir.path(), "http-server.toml", &www, &[]);
+    let tally = restarts_under_load(&mut h, HTTP_SERVER_RESTARTS);
+    assert_eq!(
+        tally.failures(),
+        0,
+        "requests lost: {:?}\n{}",
+        tally.failed,
+        h.log()
+    );
+    assert!(
+        tally.ok >= BETWEEN_RESTARTS * (HTTP_SERVER_RESTARTS + 1),
+        "{tally:?}"
+    );
+    assert!(
+        tally.bodies.keys().all(|b| b == "hello from http.server\n"),
+        "{:?}",
+        tally.bodies
+    );
+    let status = h.status();
+    assert_eq!(status.generation, HTTP_SERVER_RESTARTS + 1);
+    assert_eq!(status.sockets[0].handover, "steer");
+    // Each generation bound the port itself: http.server's line comes from
+    // getsockname() after its bind().
+    let port = h
+        .addr("http")
+        .rsplit_once(':')
+        .expect("a port")
+        .1
+        .to_string();
+    let serving = format!("Serving HTTP on 127.0.0.1 port {port} ");
+    assert_eq!(
+        h.log().matches(&serving).count() as u64,
+        HTTP_SERVER_RESTARTS + 1,
+        "{serving:?} once per generation\n{}",
+        h.log()
+    );
+}
+
+/// What the recipe says of http.server's stop: neither its SIGINT nor
+/// SIGTERM waits for a response in flight (its request threads are daemon
+/// threads), so a download that outlives its generation is cut. The
+/// client asks generation 1 for /big and reads only the head; a restart
+/// stops generation 1; once it is stopping (SIGINT: its own line) or gone
+/// (SIGTERM), the client reads the rest, and gets less than all of it.
+#[test]
+fn http_server_recipe_cuts_a_response_in_flight_on_either_stop_signal() {
+    for (extra, stopping) in [
+        (&[][..], &["Keyboard interrupt received"][..]),
+        (
+            &["--stop-signal", "SIGTERM"][..],
+            &["generation 1 worker 0 (pid", "was killed by SIGTERM"][..],
+        ),
+    ] {
+        let dir = temp_dir();
+        let www = www_dir(dir.path());
+        std::fs::write(www.join("big"), vec![b'x'; BIG_BYTES]).expect("write big");
+        let mut h = run_recipe(dir.path(), "http-server.toml", &www, extra);
+        let mut s = TcpStream::connect(h.addr("http")).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        write!(
+            s,
+            "GET /big HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send the request");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            let n = s.read(&mut buf).expect("read the head");
+            assert!(n > 0, "closed before the head: {head:?}");
+            head.extend_from_slice(&buf[..n]);
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let (code, out, err) = restart(&h);
+        assert_eq!(code, 0, "restart failed: {out}{err}");
+        h.wait_log_all(stopping);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let body = head.len() - head_end + rest.len();
+        assert!(
+            body < BIG_BYTES,
+            "{extra:?}: http.server finished a response in flight ({body} bytes): its stop \
+             drains now, and the recipe's comment is out of date\n{}",
+            h.log()
+        );
+    }
+}
