@@ -37,7 +37,12 @@ pub fn preload_hint(spec: &ProgramSpec, sockets: &[std::sync::Arc<BoundSocket>])
         spec.command[1..]
             .iter()
             .any(|a| names(a, port_or_path) || a.contains(&template))
-            .then(|| format!("its command line names {port_or_path}, which handoff holds"))
+            .then(|| {
+                format!(
+                    "its command line names {port_or_path}, and handoff holds {} (socket {})",
+                    s.local, s.spec.name
+                )
+            })
     });
     let lead = match named {
         Some(named) => format!(
@@ -100,7 +105,7 @@ mod tests {
         )
         .expect("a hint");
         assert!(
-            hint.starts_with(&format!("`python3` exited before it was ready and its command line names {port}, which handoff holds"))
+            hint.starts_with(&format!("`python3` exited before it was ready and its command line names {port}, and handoff holds {} (socket http)", sockets[0].local))
                 && hint.contains("--preload"),
             "{hint}"
         );
