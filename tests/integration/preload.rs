@@ -204,6 +204,41 @@ fn an_unmodified_http_server_restarts_under_load_losing_nothing() {
     assert_eq!(h.status().sockets[0].handover, "steer");
 }
 
+/// Node, which binds its own port through libuv (`listen(port, "0.0.0.0")`
+/// here, with handoff holding 127.0.0.1): restarted under load, nothing
+/// lost, and each generation says it listens on the held address.
+#[test]
+fn a_node_server_binding_its_own_port_restarts_under_load_losing_nothing() {
+    let node = ["/usr/bin/node", "/usr/local/bin/node"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("node is missing: install the test dependencies with scripts/install-test-deps");
+    let dir = temp_dir();
+    let command = [node, &fixture("node_server.js"), "0.0.0.0", "{port:http}"].map(String::from);
+    let mut h = run_preloaded(dir.path(), "tcp://127.0.0.1:0", &[], &command);
+    let (tally, pids) = restarts_under_load(&mut h, CLEAN_EXIT);
+    assert_lost_nothing(&h, &tally, &pids);
+    assert!(
+        tally
+            .bodies
+            .keys()
+            .all(|b| b.starts_with("hello from node ")),
+        "{:?}",
+        tally.bodies
+    );
+    let listening = format!(
+        "node listening on 127.0.0.1 port {}",
+        port_of(&h.addr("http"))
+    );
+    let count = h.log().matches(&listening).count() as u64;
+    assert_eq!(
+        count,
+        RESTARTS + 1,
+        "{listening:?} per generation\n{}",
+        h.log()
+    );
+}
+
 /// One socket for every generation: each new server's bind() gets the very
 /// socket the old one still accepts from. The fixture drains (it answers
 /// what it accepted before it exits), so nothing may be lost; every
