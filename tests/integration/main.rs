@@ -19,6 +19,7 @@ mod recipes;
 mod reload;
 mod restart;
 mod sloppy;
+mod socket_options;
 mod steer;
 mod supervise;
 mod systemd;
