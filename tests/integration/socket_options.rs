@@ -11,8 +11,14 @@ use socket2::Socket;
 use crate::harness::{client, example, restart, temp_dir, Handoff};
 
 fn write_config(path: &Path, sockets: &str) {
+    write_config_draining(path, sockets, 0);
+}
+
+/// With workers that take `drain_ms` to exit once told to stop.
+fn write_config_draining(path: &Path, sockets: &str, drain_ms: u64) {
     let text = format!(
-        "{sockets}\n[program]\ncommand = [{hello:?}]\n",
+        "{sockets}\n[program]\ncommand = [{hello:?}, \"--drain-delay\", \"{drain_ms}\"]\n\
+         drain_timeout = \"120s\"\n",
         hello = example("hello").display().to_string()
     );
     std::fs::write(path, text).expect("write config");
@@ -115,7 +121,7 @@ fn read(socket: &Socket) -> Read {
 const TCP_OPTIONS: &str = "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n\
     free_bind = true\nbind_to_device = \"lo\"\nkeepalive = true\nkeepalive_idle = \"45s\"\n\
     keepalive_interval = \"7s\"\nkeepalive_count = 4\ndefer_accept = \"3s\"\nfast_open = 8\n\
-    receive_buffer = 65536\nno_delay = true\n";
+    receive_buffer = 50000\nno_delay = true\n";
 
 fn asked() -> Read {
     Read {
@@ -127,7 +133,7 @@ fn asked() -> Read {
         fast_open: 8,
         no_delay: true,
         // The kernel doubles it for its bookkeeping.
-        receive_buffer: 2 * 65536,
+        receive_buffer: 2 * 50000,
         free_bind: true,
         device: Some(b"lo".to_vec()),
     }
@@ -167,20 +173,31 @@ fn every_generations_socket_carries_the_options() {
 fn a_reload_changes_the_options_of_every_live_socket_in_place() {
     let dir = temp_dir();
     let file = dir.path().join("handoff.toml");
-    write_config(&file, TCP_OPTIONS);
+    // Generation 1 still drains (a minute) when the reload comes: its own
+    // socket is live beside generation 2's, and must change too.
+    write_config_draining(&file, TCP_OPTIONS, 60_000);
     let mut h = start(dir.path(), &file);
-
-    // Generation 2 gets a socket of its own beside the first one.
+    let first_pid = worker_of(&h, 1);
+    let first = socket_of(first_pid);
     let (code, out, err) = restart(&h);
     assert_eq!(code, 0, "{out}{err}");
     h.wait_generation(2);
-    let second = socket_of(worker_of(&h, 2));
+    let second_pid = worker_of(&h, 2);
+    let second = socket_of(second_pid);
+    assert!(
+        h.status()
+            .workers
+            .iter()
+            .any(|w| w.generation == 1 && w.state == "draining"),
+        "generation 1 drains"
+    );
 
     let changed = TCP_OPTIONS
         .replace("keepalive_idle = \"45s\"", "keepalive_idle = \"90s\"")
         .replace("defer_accept = \"3s\"", "defer_accept = \"7s\"")
         .replace("no_delay = true", "no_delay = false")
         .replace("keepalive = true\n", "");
+    // Generation 3 stops at once when handoff does.
     write_config(&file, &changed);
     let (code, out, err) = reload(&h);
     assert_eq!(code, 0, "{out}{err}");
@@ -193,6 +210,11 @@ fn a_reload_changes_the_options_of_every_live_socket_in_place() {
         keepalive: false,
         ..asked()
     };
+    assert_eq!(
+        read(&first),
+        want,
+        "draining generation 1's socket, changed in place"
+    );
     assert_eq!(
         read(&second),
         want,
@@ -208,6 +230,11 @@ fn a_reload_changes_the_options_of_every_live_socket_in_place() {
         (o.keepalive, o.keepalive_idle, o.no_delay),
         (None, Some(90), Some(false))
     );
+    // Not a minute's drain each before handoff can stop.
+    for pid in [first_pid, second_pid] {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 #[test]
