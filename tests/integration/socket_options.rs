@@ -181,7 +181,8 @@ fn a_reload_changes_the_options_of_every_live_socket_in_place() {
     let first = socket_of(first_pid);
     let (code, out, err) = restart(&h);
     assert_eq!(code, 0, "{out}{err}");
-    h.wait_generation(2);
+    // Logged once generation 1 was told to stop.
+    h.wait_log_all(&["generation 2 ready", "draining generation 1"]);
     let second_pid = worker_of(&h, 2);
     let second = socket_of(second_pid);
     assert!(
