@@ -357,6 +357,7 @@ fn parse_listen(s: &str) -> Result<SocketSpec, String> {
         reuse_port: false,
         mode: None,
         handover: None,
+        options: Default::default(),
     })
 }
 

@@ -266,6 +266,9 @@ pub fn render(s: &Status) -> String {
             k.name, k.fd, k.address, k.listen
         );
         out += &format!("         {}\n", handover_line(k));
+        if !k.options.is_empty() {
+            out += &format!("         options: {}\n", k.options);
+        }
     }
     if let Some(migrate) = s.tcp_migrate_req {
         out += &format!(

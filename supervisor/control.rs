@@ -95,6 +95,7 @@ impl ControlServer {
             reuse_port: false,
             mode: Some(0o600),
             handover: None,
+            options: Default::default(),
         })
         .map_err(|e: BindError| ControlBindError {
             path: path.to_path_buf(),

@@ -85,6 +85,9 @@ fn check(file: &Path, look_up_program: bool) -> Exit {
                         handoff::sockets::Mode::Shared { why } => format!("shared ({why})"),
                     }
                 );
+                if !spec.options.is_empty() {
+                    out += &format!("    options: {}\n", spec.options);
+                }
             }
             let _ = write!(std::io::stdout(), "{out}");
             Exit::Ok

@@ -170,6 +170,10 @@ pub struct SocketStatus {
     /// order for a steered one, and the generations that have each.
     #[serde(default)]
     pub generations: Vec<GenerationSocket>,
+    /// The socket options in effect that handoff set (issue 12): each set
+    /// one as the config names it, durations in seconds.
+    #[serde(default)]
+    pub options: crate::sockets::SocketOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

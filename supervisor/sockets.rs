@@ -9,14 +9,20 @@
 //! socket, one accept queue"); a steered one as one socket per generation in
 //! one SO_REUSEPORT group (docs/design.md, "A socket per generation").
 //!
-//! `addr.rs` parses and checks what the user asks for; `unix_file.rs` looks
-//! after the files of unix sockets; `steered.rs` is a socket per generation.
+//! `addr.rs` parses and checks what the user asks for, `options.rs` the
+//! socket options; `setup.rs` creates and sets up every kernel socket;
+//! `unix_file.rs` looks after the files of unix sockets; `steered.rs` is a
+//! socket per generation.
 
 mod addr;
+mod options;
+mod setup;
 mod steered;
 mod unix_file;
 
 pub use addr::{check_unix_path, validate_name, AddrError, Handover, ListenAddr, SocketSpec};
+pub use options::{SocketOptions, FIXED_AT_BIND};
+use setup::Failed;
 use steered::steerable_adopted;
 pub use steered::Mode;
 use unix_file::remove_stale_unix_socket;
@@ -28,6 +34,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -65,6 +72,10 @@ pub struct BoundSocket {
     /// hold the same open socket: handoff must never shut it down, only
     /// close its own copy (docs/design.md, "A socket per generation").
     pub from_activator: bool,
+    /// The socket options handoff set and that are in effect (a reload
+    /// may change them): what `status` shows, and what the next
+    /// generation's own socket gets.
+    options: Mutex<SocketOptions>,
 }
 
 impl BoundSocket {
@@ -103,22 +114,9 @@ impl BoundSocket {
             }
         };
         let mode = Mode::for_spec(spec);
-        let socket = Socket::new(domain, ty, None).map_err(fail("cannot create socket"))?;
-        if !spec.listen.is_unix() {
-            // TCP only: for UDP, SO_REUSEADDR would let any other process
-            // that sets it bind the same port and take its datagrams.
-            if ty == Type::STREAM {
-                socket
-                    .set_reuse_address(true)
-                    .map_err(fail("cannot set SO_REUSEADDR"))?;
-            }
-            if spec.reuse_port || mode.is_steer() {
-                socket
-                    .set_reuse_port(true)
-                    .map_err(fail("cannot set SO_REUSEPORT"))?;
-            }
-        }
-        socket.bind(&addr).map_err(fail("cannot bind"))?;
+        let reuse_port = !spec.listen.is_unix() && (spec.reuse_port || mode.is_steer());
+        let socket = setup::open(domain, ty, &addr, reuse_port, &spec.options)
+            .map_err(|f| fail(f.what)(f.source))?;
         let created_file = match &spec.listen {
             ListenAddr::Unix(p) => {
                 Some(CreatedFile::new(p.clone()).map_err(fail("cannot stat the socket file"))?)
@@ -135,12 +133,18 @@ impl BoundSocket {
             revived: AtomicU32::new(0),
             mode,
             from_activator: false,
+            options: Mutex::new(spec.options.clone()),
         };
-        if let (Some(mode), Some(CreatedFile { path, .. })) = (spec.mode, &bound.created_file) {
-            // Before listen(), so no client can connect under the old mode.
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(fail("cannot set the socket file's mode"))?;
+        if let Some(CreatedFile { path, .. }) = &bound.created_file {
+            // Before listen(), so no client can connect under the old mode
+            // or owner.
+            if let Some(mode) = spec.mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(fail("cannot set the socket file's mode"))?;
+            }
+            setup::set_file_owner(path, &spec.options).map_err(|f| fail(f.what)(f.source))?;
         }
+        setup::set_live(&bound.socket, &spec.options).map_err(|f| fail(f.what)(f.source))?;
         if ty == Type::STREAM {
             let backlog = spec.backlog.unwrap_or_else(somaxconn);
             let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
@@ -170,11 +174,14 @@ impl BoundSocket {
             revived: self.revived(),
             mode: self.mode.clone(),
             from_activator: self.from_activator,
+            options: Some(self.options()),
         }
     }
 
     /// Takes over a socket an upgrading supervisor handed on.
     pub fn restore(snapshot: SocketSnapshot, fd: std::os::fd::OwnedFd) -> BoundSocket {
+        // A handoff from before socket options set none.
+        let options = snapshot.options.unwrap_or_default();
         BoundSocket {
             spec: snapshot.spec,
             socket: Socket::from(fd),
@@ -184,6 +191,7 @@ impl BoundSocket {
             revived: AtomicU32::new(snapshot.revived),
             mode: snapshot.mode,
             from_activator: snapshot.from_activator,
+            options: Mutex::new(options),
         }
     }
 
@@ -194,6 +202,13 @@ impl BoundSocket {
     /// activator bound it: only with SO_REUSEPORT (`ReusePort=yes` in a
     /// .socket unit), and only if handoff may join its group (the kernel
     /// asks for the same owner uid).
+    ///
+    /// Its options are the activator's (a .socket unit's `KeepAlive=`,
+    /// `BindIPv6Only=`, ...). handoff sets on top of them only what its own
+    /// config asks for and only what can change on a bound socket, and
+    /// says so; what is fixed at bind (ipv6_only, free_bind,
+    /// bind_to_device) and the file's owner, group and mode stay the
+    /// activator's, with a warning if the config asks for them.
     pub fn adopt(spec: &SocketSpec, fd: std::os::fd::OwnedFd) -> io::Result<BoundSocket> {
         let socket = Socket::from(fd);
         let local = socket.local_addr()?;
@@ -201,6 +216,38 @@ impl BoundSocket {
         let mut mode = Mode::for_spec(spec);
         if mode.is_steer() {
             mode = steerable_adopted(&socket, &local, &spec.listen);
+        }
+        let applied = SocketOptions {
+            owner: None,
+            group: None,
+            ..spec.options.changeable()
+        };
+        setup::set_live(&socket, &applied)
+            .map_err(|f| io::Error::new(f.source.kind(), format!("{}: {}", f.what, f.source)))?;
+        if !applied.is_empty() {
+            tracing::info!(
+                "socket {}: set on the socket from the service manager: {applied}",
+                spec.name
+            );
+        }
+        let mut left: Vec<&str> = spec
+            .options
+            .set()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| FIXED_AT_BIND.contains(key) || ["owner", "group"].contains(key))
+            .collect();
+        if spec.mode.is_some() {
+            left.push("mode");
+        }
+        if !left.is_empty() {
+            tracing::warn!(
+                "socket {}: {} not applied to the socket from the service manager: it was bound by the \
+                 service manager, so these are its .socket unit's to set (BindIPv6Only=, FreeBind=, \
+                 BindToDevice=, SocketUser=, SocketGroup=, SocketMode=)",
+                spec.name,
+                left.join(", ")
+            );
         }
         Ok(BoundSocket {
             spec: spec.clone(),
@@ -212,6 +259,7 @@ impl BoundSocket {
             revived: AtomicU32::new(0),
             mode,
             from_activator: true,
+            options: Mutex::new(applied),
         })
     }
 
@@ -304,10 +352,11 @@ impl BoundSocket {
         Ok(true)
     }
 
-    /// Applies a reloaded spec for the same address to this socket without
-    /// a new bind: the backlog (listen() again) and a unix socket's mode.
-    /// `reuse_port` cannot change on a bound socket.
-    pub fn adjust(&self, spec: &SocketSpec) -> Result<(), AdjustError> {
+    /// Whether a reloaded spec for the same address can be applied to this
+    /// socket without a new bind ([`BoundSocket::adjust`]); changes nothing.
+    /// `reuse_port`, the handover and the options fixed at bind() cannot
+    /// change on a bound socket.
+    pub fn check_adjust(&self, spec: &SocketSpec) -> Result<(), AdjustError> {
         let name = &spec.name;
         if spec.reuse_port != self.spec.reuse_port {
             return Err(AdjustError::ReusePort { name: name.clone() });
@@ -319,6 +368,30 @@ impl BoundSocket {
                 from: if steer(&self.spec) { "steer" } else { "shared" },
             });
         }
+        // An activator's socket has the activator's (see `adopt`): the
+        // config's were never applied, and cannot be now.
+        if !self.from_activator {
+            if let Some((option, from, to)) = self.spec.options.fixed_change(&spec.options) {
+                return Err(AdjustError::FixedAtBind {
+                    name: name.clone(),
+                    option,
+                    from,
+                    to,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a reloaded spec for the same address to this socket without
+    /// a new bind: the backlog (listen() again), a unix socket's mode,
+    /// owner and group, and the options that can change in place (on a
+    /// socket from an activator, those the config asks for). Returns
+    /// the options the new spec dropped that keep their value (see
+    /// [`SocketOptions::reloaded`]).
+    /// Call [`BoundSocket::check_adjust`] first: this one does not check.
+    pub fn adjust(&self, spec: &SocketSpec) -> Result<Vec<&'static str>, AdjustError> {
+        let name = &spec.name;
         if self.backlog().is_some() {
             let wanted = spec.backlog.unwrap_or_else(somaxconn);
             if self.backlog() != Some(wanted) {
@@ -341,7 +414,42 @@ impl BoundSocket {
                 },
             )?;
         }
-        Ok(())
+        let asked = if self.from_activator {
+            // As `adopt` does: the file is the activator's.
+            SocketOptions {
+                owner: None,
+                group: None,
+                ..spec.options.changeable()
+            }
+        } else {
+            spec.options.clone()
+        };
+        let mut options = self.options.lock().unwrap_or_else(PoisonError::into_inner);
+        let reloaded = options.reloaded(&asked);
+        let option_failed = |f: Failed| AdjustError::Option {
+            name: name.clone(),
+            what: f.what,
+            source: f.source,
+        };
+        setup::set_live(&self.socket, &reloaded.apply).map_err(option_failed)?;
+        if let Some(CreatedFile { path, .. }) = &self.created_file {
+            setup::set_file_owner(path, &reloaded.apply).map_err(option_failed)?;
+        }
+        *options = SocketOptions {
+            ipv6_only: options.ipv6_only,
+            free_bind: options.free_bind,
+            bind_to_device: options.bind_to_device.clone(),
+            ..reloaded.in_effect
+        };
+        Ok(reloaded.kept)
+    }
+
+    /// The socket options handoff set and that are in effect.
+    pub fn options(&self) -> SocketOptions {
+        self.options
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -359,6 +467,24 @@ pub enum AdjustError {
          and a shared one are bound differently); restart handoff to change it"
     )]
     Handover { name: String, from: &'static str },
+    #[error(
+        "socket `{name}`: {option} cannot change (from {from} to {to}) while handoff holds the socket: it takes \
+         effect at bind(), and a new bind of the same address would reset the connections queued \
+         on the old one; restart handoff to change it"
+    )]
+    FixedAtBind {
+        name: String,
+        option: &'static str,
+        from: String,
+        to: String,
+    },
+    #[error("socket `{name}`: {what}: {source}")]
+    Option {
+        name: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("socket `{name}`: cannot change the backlog: {source}")]
     Backlog {
         name: String,
@@ -444,6 +570,9 @@ pub struct SocketSnapshot {
     pub mode: Mode,
     #[serde(default)]
     pub from_activator: bool,
+    /// None: from a handoff without socket options.
+    #[serde(default)]
+    pub options: Option<SocketOptions>,
 }
 
 #[cfg(test)]
@@ -458,6 +587,7 @@ mod tests {
             reuse_port: false,
             mode,
             handover: None,
+            options: SocketOptions::default(),
         }
     }
 

@@ -20,6 +20,9 @@ use super::{
 };
 use crate::sockets::{self, Handover, ListenAddr, SocketSpec};
 
+mod socket_options;
+use socket_options::{options_from_raw, RawId, RawOptions, RawSeconds};
+
 /// What a file says, typed but not yet merged with flags or defaulted.
 #[derive(Debug, Default)]
 pub(super) struct FileConfig {
@@ -68,6 +71,42 @@ struct RawSocket {
     reuse_port: Option<bool>,
     mode: Option<Spanned<RawMode>>,
     handover: Option<Spanned<String>>,
+    // The socket options (issue 12): `socket_options.rs`.
+    ipv6_only: Option<Spanned<bool>>,
+    free_bind: Option<Spanned<bool>>,
+    bind_to_device: Option<Spanned<String>>,
+    keepalive: Option<Spanned<bool>>,
+    keepalive_idle: Option<Spanned<RawSeconds>>,
+    keepalive_interval: Option<Spanned<RawSeconds>>,
+    keepalive_count: Option<Spanned<i64>>,
+    defer_accept: Option<Spanned<RawSeconds>>,
+    fast_open: Option<Spanned<i64>>,
+    receive_buffer: Option<Spanned<i64>>,
+    send_buffer: Option<Spanned<i64>>,
+    no_delay: Option<Spanned<bool>>,
+    owner: Option<Spanned<RawId>>,
+    group: Option<Spanned<RawId>>,
+}
+
+impl RawSocket {
+    fn options(&self) -> RawOptions<'_> {
+        RawOptions {
+            ipv6_only: &self.ipv6_only,
+            free_bind: &self.free_bind,
+            bind_to_device: &self.bind_to_device,
+            keepalive: &self.keepalive,
+            keepalive_idle: &self.keepalive_idle,
+            keepalive_interval: &self.keepalive_interval,
+            keepalive_count: &self.keepalive_count,
+            defer_accept: &self.defer_accept,
+            fast_open: &self.fast_open,
+            receive_buffer: &self.receive_buffer,
+            send_buffer: &self.send_buffer,
+            no_delay: &self.no_delay,
+            owner: &self.owner,
+            group: &self.group,
+        }
+    }
 }
 
 /// A file mode: `0o660` (a TOML octal integer) or `"0660"`.
@@ -275,6 +314,7 @@ fn socket_from_raw(
             ));
         }
     }
+    let options = options_from_raw(src, &raw.options(), listen.as_ref(), &mut errors);
     match listen {
         Some(listen) if errors.is_empty() => Ok(SocketSpec {
             name: raw.name.get_ref().clone(),
@@ -283,6 +323,7 @@ fn socket_from_raw(
             reuse_port,
             mode,
             handover,
+            options,
         }),
         _ => Err(errors),
     }

@@ -165,6 +165,7 @@ fn a_flag_socket_replaces_the_file_socket_where_it_stood() {
             reuse_port: false,
             mode: None,
             handover: None,
+            options: Default::default(),
         }],
         ..Overrides::default()
     };
@@ -267,6 +268,7 @@ fn durations_and_signals() {
 mod handover;
 mod preload;
 mod protocol;
+mod socket_options;
 
 #[test]
 fn a_ready_command_naming_an_unknown_socket_is_an_error_at_its_line() {

@@ -84,6 +84,7 @@ mod tests {
             reuse_port: false,
             mode: None,
             handover: None,
+            options: Default::default(),
         };
         Arc::new(BoundSocket::bind(&spec).expect("binds"))
     }

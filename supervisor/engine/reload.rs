@@ -85,25 +85,39 @@ impl Supervisor {
     /// address) are kept, so not one queued connection is lost on them;
     /// others are bound now. Sockets no longer listed stay open for the
     /// generations that have them and close with the last of those.
+    ///
+    /// Whether every kept socket can take its new settings is checked
+    /// before anything is bound or changed, so that a refused reload
+    /// changes nothing; the settings are applied once every new socket is
+    /// bound, to the kept socket and to every live generation's own socket
+    /// on its address (a steered one), so all of them carry them.
     fn rebind(&self, specs: &[SocketSpec], workers: usize) -> Result<SocketSet, RebindError> {
         let held = &self.core.next().sockets;
+        let all_held = self.core.held_sockets();
         // Every address some generation listens on, by its bound address.
-        let listening: std::collections::HashMap<String, Arc<BoundSocket>> = self
-            .core
-            .held_sockets()
-            .into_iter()
-            .map(|s| (s.local.clone(), s))
+        let listening: std::collections::HashMap<String, Arc<BoundSocket>> = all_held
+            .iter()
+            .map(|s| (s.local.clone(), s.clone()))
             .collect();
-        let mut sockets = Vec::with_capacity(specs.len());
-        for (i, spec) in specs.iter().enumerate() {
-            let kept = held
-                .iter()
-                .find(|s| s.spec.name == spec.name && s.spec.listen == spec.listen);
-            match kept {
-                Some(socket) => {
-                    socket.adjust(spec)?;
-                    sockets.push(socket.clone());
+        let kept: Vec<Option<&Arc<BoundSocket>>> = specs
+            .iter()
+            .map(|spec| {
+                held.iter()
+                    .find(|s| s.spec.name == spec.name && s.spec.listen == spec.listen)
+            })
+            .collect();
+        for (spec, socket) in specs.iter().zip(&kept) {
+            if let Some(socket) = socket {
+                socket.check_adjust(spec)?;
+                for sibling in siblings(socket, &all_held) {
+                    sibling.check_adjust(spec)?;
                 }
+            }
+        }
+        let mut sockets = Vec::with_capacity(specs.len());
+        for (i, (spec, kept)) in specs.iter().zip(&kept).enumerate() {
+            match kept {
+                Some(socket) => sockets.push(Arc::clone(socket)),
                 None => {
                     let at = match &spec.listen {
                         ListenAddr::Tcp(a) | ListenAddr::Udp(a) => listening.get(&a.to_string()),
@@ -123,11 +137,67 @@ impl Supervisor {
                 }
             }
         }
+        for (spec, socket) in specs.iter().zip(&kept) {
+            if let Some(socket) = socket {
+                adjust(socket, spec, &all_held)?;
+            }
+        }
         // The fd store follows the next generation's sockets once the core
         // has them (`Supervisor::sync_fdstore`).
         crate::sys::raise_fd_limit(sockets.len(), workers);
         Ok(sockets.into())
     }
+}
+
+/// The live generations' own sockets beside a steered `socket`, in its
+/// SO_REUSEPORT group.
+fn siblings<'a>(
+    socket: &'a Arc<BoundSocket>,
+    all_held: &'a [Arc<BoundSocket>],
+) -> impl Iterator<Item = &'a Arc<BoundSocket>> {
+    all_held.iter().filter(move |s| {
+        !Arc::ptr_eq(s, socket)
+            && s.mode.is_steer()
+            && s.spec.listen == socket.spec.listen
+            && s.local == socket.local
+    })
+}
+
+/// Applies `spec` to a kept socket and to the live generations' own
+/// sockets beside it. A kernel that refuses a value checked already
+/// (ENOMEM, a device gone) can leave some of them changed: the error
+/// says which.
+fn adjust(
+    socket: &Arc<BoundSocket>,
+    spec: &SocketSpec,
+    all_held: &[Arc<BoundSocket>],
+) -> Result<(), RebindError> {
+    let before = socket.options();
+    let kept = socket.adjust(spec)?;
+    for sibling in siblings(socket, all_held) {
+        sibling.adjust(spec)?;
+    }
+    let after = socket.options();
+    if after != before {
+        tracing::info!(
+            "reload: socket {}: options now {}",
+            spec.name,
+            if after.is_empty() {
+                "the kernel's defaults".to_string()
+            } else {
+                after.to_string()
+            }
+        );
+    }
+    if !kept.is_empty() {
+        tracing::warn!(
+            "reload: socket {}: {} no longer in the config, but the socket keeps the value it has: there is \
+             no value that means \"unset\" for it; restart handoff for the kernel's default",
+            spec.name,
+            kept.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// A socket of the new configuration cannot be had.

@@ -43,6 +43,7 @@ impl Supervisor {
                         Mode::Steer => None,
                     },
                     generations: generation_sockets(core, s, &holders),
+                    options: s.options(),
                 })
                 .collect(),
             workers: core.worker_rows(Instant::now(), SystemTime::now()),

@@ -129,6 +129,10 @@ pub struct SocketSpec {
     // default: the upgrade state of a handoff from before this key lacks it.
     #[serde(default)]
     pub handover: Option<Handover>,
+    /// Socket options (issue 12), each unset unless asked for.
+    // default: the upgrade state of a handoff from before this key lacks it.
+    #[serde(default)]
+    pub options: super::SocketOptions,
 }
 
 /// The `handover` key: how a restart moves a socket's new connections from

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, Socket, Type};
 
-use super::{somaxconn, BindError, BoundSocket, Handover, ListenAddr, SocketSpec};
+use super::{
+    setup, somaxconn, BindError, BoundSocket, Handover, ListenAddr, SocketOptions, SocketSpec,
+};
 
 /// How the generations share this socket's address (issue 10,
 /// docs/design.md "A socket per generation").
@@ -83,30 +85,21 @@ impl BoundSocket {
             ListenAddr::Udp(_) => Type::DGRAM,
             _ => Type::STREAM,
         };
-        let socket = Socket::new(Domain::for_address(addr), ty, None)
-            .map_err(fail("cannot create the new generation's socket"))?;
-        if ty == Type::STREAM {
-            socket
-                .set_reuse_address(true)
-                .map_err(fail("cannot set SO_REUSEADDR"))?;
-        }
-        socket
-            .set_reuse_port(true)
-            .map_err(fail("cannot set SO_REUSEPORT"))?;
-        if addr.is_ipv6() {
-            // The same dual-stack setting as the first socket, or the
-            // kernel puts them in different groups.
-            let v6only = self
-                .socket
-                .only_v6()
-                .map_err(fail("cannot read IPV6_V6ONLY"))?;
-            socket
-                .set_only_v6(v6only)
-                .map_err(fail("cannot set IPV6_V6ONLY"))?;
-        }
-        socket
-            .bind(&addr.into())
-            .map_err(fail("cannot bind the new generation's socket"))?;
+        // The options in effect, and what is fixed at bind as the kernel
+        // has it on this socket: the same device and dual-stack setting,
+        // or the kernel puts the new socket in a group of its own (an
+        // activator's socket has the activator's).
+        let fixed = setup::fixed_of(&self.socket, addr.is_ipv6())
+            .map_err(fail("cannot read the options fixed at bind"))?;
+        let options = SocketOptions {
+            ipv6_only: fixed.ipv6_only,
+            free_bind: fixed.free_bind,
+            bind_to_device: fixed.bind_to_device,
+            ..self.options()
+        };
+        let socket = setup::open(Domain::for_address(addr), ty, &addr.into(), true, &options)
+            .map_err(|f| fail(f.what)(f.source))?;
+        setup::set_live(&socket, &options).map_err(|f| fail(f.what)(f.source))?;
         let backlog = self.backlog.load(Ordering::Relaxed);
         if ty == Type::STREAM {
             let backlog = if backlog == 0 { somaxconn() } else { backlog };
@@ -125,6 +118,13 @@ impl BoundSocket {
             revived: AtomicU32::new(self.revived()),
             mode: Mode::Steer,
             from_activator: false,
+            options: std::sync::Mutex::new(SocketOptions {
+                // Only what the config asked for, as on the first socket.
+                ipv6_only: self.options().ipv6_only,
+                free_bind: self.options().free_bind,
+                bind_to_device: self.options().bind_to_device,
+                ..options
+            }),
         })
     }
 
@@ -198,17 +198,21 @@ pub(super) fn steerable_adopted(socket: &Socket, local: &str, listen: &ListenAdd
         // UDP joins the group at bind(): the uid check above is the probe.
         return Mode::Steer;
     };
+    // Set up as a generation's own socket would be (`sibling`).
     let probe = local
         .parse::<SocketAddr>()
         .map_err(io::Error::other)
         .and_then(|addr| {
-            let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-            probe.set_reuse_address(true)?;
-            probe.set_reuse_port(true)?;
-            if addr.is_ipv6() {
-                probe.set_only_v6(socket.only_v6()?)?;
-            }
-            probe.bind(&addr.into())
+            let fixed = setup::fixed_of(socket, addr.is_ipv6())?;
+            setup::open(
+                Domain::for_address(addr),
+                Type::STREAM,
+                &addr.into(),
+                true,
+                &fixed,
+            )
+            .map(drop)
+            .map_err(|f| io::Error::new(f.source.kind(), format!("{}: {}", f.what, f.source)))
         });
     match probe {
         Ok(()) => Mode::Steer,

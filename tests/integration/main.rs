@@ -20,6 +20,7 @@ mod recipes;
 mod reload;
 mod restart;
 mod sloppy;
+mod socket_options;
 mod steer;
 mod supervise;
 mod systemd;

@@ -90,6 +90,7 @@ fn the_handover_flag_replaces_the_global_key_not_a_sockets_own() {
             reuse_port: false,
             mode: None,
             handover: None,
+            options: Default::default(),
         }],
         ..Overrides::default()
     };

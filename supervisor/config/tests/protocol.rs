@@ -143,6 +143,7 @@ fn listen_pid_any_without_the_variables_is_refused_where_it_was_said() {
                 reuse_port: false,
                 mode: None,
                 handover: None,
+                options: Default::default(),
             }],
             program: ProgramSettings {
                 command: Some(vec!["x".into()]),

@@ -21,6 +21,7 @@ fn socket(handover: Option<Handover>) -> Arc<BoundSocket> {
         reuse_port: false,
         mode: None,
         handover,
+        options: Default::default(),
     };
     Arc::new(BoundSocket::bind(&spec).expect("binds"))
 }
@@ -478,6 +479,7 @@ fn adopted() -> Arc<BoundSocket> {
         reuse_port: false,
         mode: None,
         handover: None,
+        options: Default::default(),
     };
     let adopted = BoundSocket::adopt(&spec, socket.into()).expect("adopts");
     assert!(adopted.mode.is_steer() && adopted.from_activator);
