@@ -27,10 +27,9 @@ pub struct EnvFile {
 /// Reads and parses `path`. The error names the file, and the line where
 /// it has one.
 pub(super) fn read(path: &Path) -> Result<EnvFile, String> {
-    let text = std::fs::read(path)
-        .map_err(|e| format!("env_file: cannot read {}: {e}", path.display()))?;
-    let text = String::from_utf8(text)
-        .map_err(|_| format!("env_file {}: not UTF-8 text", path.display()))?;
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text =
+        String::from_utf8(text).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
     let vars = parse(&text).map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))?;
     Ok(EnvFile {
         path: path.to_path_buf(),

@@ -266,6 +266,7 @@ fn durations_and_signals() {
 
 mod handover;
 mod preload;
+mod process;
 mod protocol;
 
 #[test]
