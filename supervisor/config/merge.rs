@@ -411,6 +411,14 @@ pub(super) fn finish(
             });
         }
     }
+    if look_up_program && !refused("rlimits") {
+        if let Some(message) = process::rlimit_problem(&program.controls.rlimits) {
+            errors.push(ConfigError {
+                location: at("rlimits"),
+                message,
+            });
+        }
+    }
     if look_up_program {
         if let Err((key, message)) = program_problem(&program) {
             errors.push(ConfigError {

@@ -371,6 +371,64 @@ pub fn show_limit(limit: u64) -> String {
     }
 }
 
+/// Why these limits cannot be set by this process: a hard limit above
+/// the current one needs CAP_SYS_RESOURCE (which root in a container often
+/// lacks). Checked when the config is read, so that it is refused at its
+/// line rather than as an EPERM from every spawn.
+pub(super) fn rlimit_problem(limits: &[Rlimit]) -> Option<String> {
+    if has_cap_sys_resource() {
+        return None;
+    }
+    limits.iter().find_map(|l| {
+        let (_, hard) = nix::sys::resource::getrlimit(nix_resource(l.resource)).ok()?;
+        let current = if hard == libc::RLIM_INFINITY { u64::MAX } else { hard };
+        (l.hard > current).then(|| {
+            format!(
+                "rlimits.{}: the hard limit {} is above handoff's own ({}), and raising one needs CAP_SYS_RESOURCE, which handoff does not have; give a hard limit of at most {}",
+                l.resource.name(),
+                show_limit(l.hard),
+                show_limit(current),
+                show_limit(current)
+            )
+        })
+    })
+}
+
+/// From /proc/self/status; when unknown, assumed (the spawn reports it).
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_none_or(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+fn nix_resource(r: Resource) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource as R;
+    match r {
+        Resource::Nofile => R::RLIMIT_NOFILE,
+        Resource::Core => R::RLIMIT_CORE,
+        Resource::Nproc => R::RLIMIT_NPROC,
+        Resource::Memlock => R::RLIMIT_MEMLOCK,
+        Resource::As => R::RLIMIT_AS,
+        Resource::Cpu => R::RLIMIT_CPU,
+        Resource::Data => R::RLIMIT_DATA,
+        Resource::Fsize => R::RLIMIT_FSIZE,
+        Resource::Stack => R::RLIMIT_STACK,
+        Resource::Rss => R::RLIMIT_RSS,
+        Resource::Locks => R::RLIMIT_LOCKS,
+        Resource::Sigpending => R::RLIMIT_SIGPENDING,
+        Resource::Msgqueue => R::RLIMIT_MSGQUEUE,
+        Resource::Nice => R::RLIMIT_NICE,
+        Resource::Rtprio => R::RLIMIT_RTPRIO,
+        Resource::Rttime => R::RLIMIT_RTTIME,
+    }
+}
+
 /// The most a umask can be.
 const MAX_UMASK: u32 = 0o777;
 

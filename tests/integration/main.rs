@@ -14,6 +14,7 @@ mod cli;
 mod config_errors;
 mod extras;
 mod gunicorn;
+mod process_controls;
 mod protocol;
 mod recipes;
 mod reload;
