@@ -313,6 +313,26 @@ pub struct RunArgs {
     /// socket handoff holds instead. Not for static or Go programs.
     #[arg(long)]
     pub preload: bool,
+    /// Run the children as this user (a name or a uid), with its groups;
+    /// handoff itself must then run as root: it binds the sockets (port
+    /// 443 too), its control socket stays its own. [default: handoff's user]
+    #[arg(long, value_name = "USER", value_parser = config::Id::parse)]
+    pub user: Option<config::Id>,
+    /// The children's group (a name or a gid). [default: the user's
+    /// primary group]
+    #[arg(long, value_name = "GROUP", value_parser = config::Id::parse)]
+    pub group: Option<config::Id>,
+    /// The children's umask, in octal, e.g. 027. [default: handoff's]
+    #[arg(long, value_name = "OCTAL", value_parser = config::parse_umask)]
+    pub umask: Option<u32>,
+    /// A file of KEY=VALUE lines for the children, read again on every
+    /// reload; its values override --env's.
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// Start the children from an empty environment (plus --env,
+    /// --env-file and the protocol's variables), not handoff's.
+    #[arg(long)]
+    pub clear_env: bool,
     /// The signal that asks a child to drain and exit. [default: SIGTERM]
     #[arg(long, value_name = "SIGNAL", value_parser = config::parse_signal)]
     pub stop_signal: Option<Signal>,
@@ -423,6 +443,18 @@ impl RunArgs {
                 listen_pid: self.listen_pid,
                 sockets_nonblocking: self.sockets_nonblocking.then_some(true),
                 preload: self.preload.then_some(true),
+                user: self.user.clone(),
+                group: self.group.clone(),
+                supplementary_groups: None,
+                umask: self.umask,
+                rlimits: None,
+                // Absolute: a reload reads it again, and the same file
+                // must be meant whatever the cwd then.
+                env_file: self
+                    .env_file
+                    .as_ref()
+                    .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())),
+                clear_env: self.clear_env.then_some(true),
             },
         })
     }

@@ -15,7 +15,8 @@
 //! `file.rs` the TOML with the place of every value (`position.rs` turns
 //! those into file:line:column), `recover.rs` going on
 //! past a bad value to report the others, `merge.rs` the file and the flags
-//! made one, `errors.rs` the problems and their places.
+//! made one, `errors.rs` the problems and their places, `process.rs` the
+//! child's credentials, umask and limits, `env_file.rs` the env file.
 
 use std::path::{Path, PathBuf};
 
@@ -23,17 +24,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::sockets::{Handover, SocketSpec};
 
+mod env_file;
 mod errors;
 mod file;
 mod merge;
 mod position;
+mod process;
 mod program;
 mod recover;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub use env_file::EnvFile;
 pub use errors::{ConfigError, ConfigErrors, Location};
+pub use process::{
+    parse_umask, show_limit, Credentials, Id, ProcessControls, Resource, Rlimit, INFINITY,
+};
 pub use program::{
     ListenPid, ProgramSettings, ProgramSpec, Readiness, ReadyKind, Strategy, StrategyKind,
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,

@@ -9,6 +9,11 @@
 //! (created so, then set so, as a umask can also remove the owner's bits),
 //! and files in it are created with O_EXCL|O_NOFOLLOW and mode 0600.
 //!
+//! One exception: when a child runs as another user, the directory becomes
+//! 0711 ([`open_to_children`]) so that the child can reach its own notify
+//! socket by path (handed to its user, `notify.rs`). 0711 lets a process
+//! through, not list: every other file stays 0600 and the supervisor's.
+//!
 //! A supervisor killed with SIGKILL leaves its directory behind. The
 //! directory's name says which process made it, `handoff-PID-START-XXXXXX`
 //! (START: the process's start time, which an upgrade's exec keeps and a
@@ -74,6 +79,19 @@ impl RuntimeDir {
             .map_err(error)?;
         Ok(dir)
     }
+}
+
+/// Makes the runtime directory traversable by the children's user (0711),
+/// through an fd opened without following a symlink, as `create` does.
+pub(crate) fn open_to_children(dir: &Path) -> io::Result<()> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    if dir.metadata()?.mode() & 0o7777 != 0o711 {
+        dir.set_permissions(Permissions::from_mode(0o711))?;
+    }
+    Ok(())
 }
 
 impl Drop for RuntimeDir {

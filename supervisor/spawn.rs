@@ -34,6 +34,9 @@ use crate::program_path::ProgramNotFound;
 use crate::sockets::BoundSocket;
 use crate::template;
 
+mod controls;
+pub use controls::ChildControls;
+
 /// Environment variables that belong to whoever started the supervisor
 /// (systemd) and must not reach a child, which gets its own.
 const INHERITED_PROTOCOL_VARS: &[&str] = &[
@@ -58,6 +61,12 @@ pub enum SpawnError {
     Dup(#[source] io::Error),
     #[error(transparent)]
     Preload(#[from] crate::preload::PreloadError),
+    #[error("cannot let user {user} reach its notify socket: {source}")]
+    NotifyOwner {
+        user: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot pass {what} to a program: it contains a NUL byte")]
     Nul { what: String },
     #[error("cannot start `{program}`: {source}")]
@@ -93,10 +102,30 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         .map(|a| template::expand(a, &named))
         .collect::<Result<Vec<_>, _>>()
         .map_err(SpawnError::Template)?;
-    let mut env = ChildEnv::inherited();
+    let mut env = match spec.controls.clear_env {
+        true => ChildEnv::empty(),
+        false => ChildEnv::inherited(),
+    };
     for (k, v) in &spec.env {
         let v = template::expand(v, &named).map_err(SpawnError::Template)?;
         env.set(k, v);
+    }
+    // Over `env`'s, as systemd's EnvironmentFile= over Environment=; taken
+    // as written, never as templates.
+    for (k, v) in spec.controls.env_file.iter().flat_map(|f| &f.vars) {
+        env.set(k, v);
+    }
+    // A child of handoff's own user reaches the socket as it is.
+    if let Some(c) = spec
+        .controls
+        .credentials
+        .as_ref()
+        .filter(|c| c.uid != nix::unistd::geteuid().as_raw())
+    {
+        crate::notify::hand_to(ctx.notify_socket, c).map_err(|source| SpawnError::NotifyOwner {
+            user: c.user.clone(),
+            source,
+        })?;
     }
     if spec.listen_env {
         env.set("LISTEN_FDS", ctx.sockets.len().to_string());
@@ -138,7 +167,8 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
             0
         },
     };
-    let image = ExecImage::new(&program, &args, &env, options)?;
+    let controls = ChildControls::new(&spec.controls);
+    let image = ExecImage::new(&program, &args, &env, options, controls)?;
 
     let mut mappings = Vec::with_capacity(ctx.sockets.len());
     for (i, socket) in ctx.sockets.iter().enumerate() {
@@ -173,7 +203,8 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         .expect("child fds 3.. are distinct by construction");
     let mut image = image;
     // SAFETY: the hook runs in the forked child before exec. It only calls
-    // sigaction(2), sigprocmask(2), prctl(2), getppid(2), getpid(2), writes
+    // sigaction(2), sigprocmask(2), umask(2), setrlimit(2), setgroups(2),
+    // setresgid(2), setresuid(2), prctl(2), getppid(2), getpid(2), writes
     // into buffers the child owns, and calls execve(2): all
     // async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
@@ -200,11 +231,16 @@ struct ChildEnv {
 }
 
 impl ChildEnv {
-    fn inherited() -> ChildEnv {
-        let mut env = ChildEnv {
+    /// For `clear_env`: nothing of handoff's.
+    fn empty() -> ChildEnv {
+        ChildEnv {
             vars: Vec::new(),
             index: HashMap::new(),
-        };
+        }
+    }
+
+    fn inherited() -> ChildEnv {
+        let mut env = ChildEnv::empty();
         for (k, v) in std::env::vars_os() {
             if !INHERITED_PROTOCOL_VARS.iter().any(|p| OsStr::new(p) == k) {
                 env.set(k, v);
@@ -257,6 +293,8 @@ struct ExecImage {
     sh_argv_ptrs: Vec<*const libc::c_char>,
     /// The supervisor's pid, to check it is still the parent.
     parent: libc::pid_t,
+    /// umask, rlimits, user and groups.
+    controls: ChildControls,
 }
 
 // SAFETY: the raw pointers point into the heap buffers owned by the same
@@ -281,6 +319,7 @@ impl ExecImage {
         args: &[String],
         env: &[(OsString, OsString)],
         options: ExecOptions,
+        controls: ChildControls,
     ) -> Result<ExecImage, SpawnError> {
         // The config refuses NUL bytes; a spec from before that check (an
         // upgrade's) is refused here rather than cut short.
@@ -339,10 +378,12 @@ impl ExecImage {
             sh_argv_ptrs,
             // SAFETY: getpid cannot fail and has no preconditions.
             parent: unsafe { libc::getpid() },
+            controls,
         })
     }
 
-    /// Runs in the forked child: resets the signals, asks for SIGTERM
+    /// Runs in the forked child: resets the signals, applies the process
+    /// controls (umask, limits, user), asks for SIGTERM
     /// should the supervisor die, fills in LISTEN_PID and replaces the
     /// process. Returns only on failure.
     fn exec(&mut self) -> io::Result<()> {
@@ -352,6 +393,11 @@ impl ExecImage {
         // prctl: a death signal that came earlier would meet the
         // supervisor's handlers, copied into this child, and be lost.
         crate::sys::reset_signals_in_child()?;
+        // Before the prctl: the kernel clears the death signal whenever
+        // the effective uid or gid changes (commit_creds), so a server
+        // started as another user would otherwise outlive a SIGKILLed
+        // supervisor.
+        self.controls.apply()?;
         // A supervisor killed with SIGKILL must not leave orphans holding
         // its ports: they get SIGTERM and drain. (The death signal follows
         // the thread that forked: the supervisor spawns only from its

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::position::{Lines, Source};
+use super::process::{check_umask, parse_rlimit, parse_umask, Id, Resource, Rlimit};
 use super::recover::{parse_raw, unknown_keys, PROGRAM_KEYS};
 use super::values::{check_env_entry, parse_duration, parse_octal_mode, parse_signal, MAX_WORKERS};
 use super::{
@@ -141,32 +142,44 @@ struct RawProgram {
     listen_pid: Option<Spanned<String>>,
     sockets_nonblocking: Option<Spanned<bool>>,
     preload: Option<Spanned<bool>>,
+    // Process controls (issue 12): `process_from_raw`.
+    user: Option<Spanned<toml::Value>>,
+    group: Option<Spanned<toml::Value>>,
+    supplementary_groups: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    umask: Option<Spanned<RawMode>>,
+    rlimits: Option<Spanned<RawEntries<toml::Value>>>,
+    env_file: Option<Spanned<String>>,
+    clear_env: Option<Spanned<bool>>,
 }
 
 /// `[program.env]` (or `env = { ... }`), in file order, each name and value
 /// with its place.
-struct RawEnv(Vec<(Spanned<String>, Spanned<String>)>);
+type RawEnv = RawEntries<String>;
 
-impl<'de> Deserialize<'de> for RawEnv {
+/// A table's entries in file order, each name and value with its place
+/// (`env`, `rlimits`).
+struct RawEntries<V>(Vec<(Spanned<String>, Spanned<V>)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for RawEntries<V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> serde::de::Visitor<'de> for Entries {
-            type Value = RawEnv;
+        struct Entries<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
+            type Value = RawEntries<V>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a table of NAME = \"value\"")
+                f.write_str("a table of NAME = value")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<RawEnv, A::Error> {
+            ) -> Result<RawEntries<V>, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
                 while let Some(entry) = map.next_entry()? {
                     entries.push(entry);
                 }
-                Ok(RawEnv(entries))
+                Ok(RawEntries(entries))
             }
         }
-        d.deserialize_map(Entries)
+        d.deserialize_map(Entries(std::marker::PhantomData))
     }
 }
 
@@ -363,6 +376,7 @@ fn program_from_raw(
     errors: &mut Vec<ConfigError>,
 ) {
     let mut refused = std::collections::BTreeSet::new();
+    process_from_raw(src, &raw, base, out, errors, &mut refused);
     let p = &mut out.program;
     let mut key = |name: &'static str, span: std::ops::Range<usize>| {
         out.keys.insert(name, src.at(span.start));
@@ -526,6 +540,102 @@ fn program_from_raw(
         }
     }
     out.refused = refused;
+}
+
+/// The process controls: `user`, `group`, `supplementary_groups`, `umask`,
+/// `rlimits`, `env_file`, `clear_env`. Names are resolved in `merge.rs`,
+/// once the flags' are known too.
+fn process_from_raw(
+    src: &Source,
+    raw: &RawProgram,
+    base: &Path,
+    out: &mut FileConfig,
+    errors: &mut Vec<ConfigError>,
+    refused: &mut std::collections::BTreeSet<&'static str>,
+) {
+    let p = &mut out.program;
+    let mut refuse = |name: &'static str, e: ConfigError| {
+        refused.insert(name);
+        errors.push(e);
+    };
+    let id = |name: &str, v: &Spanned<toml::Value>| -> Result<Id, ConfigError> {
+        match v.get_ref() {
+            toml::Value::Integer(n) => u32::try_from(*n)
+                .map(Id::Number)
+                .map_err(|_| src.error(v, format!("{name}: {n} is not a user or group id"))),
+            toml::Value::String(s) => {
+                Id::parse(s).map_err(|e| src.error(v, format!("{name}: {e}")))
+            }
+            other => Err(src.error(
+                v,
+                format!(
+                    "{name}: expected a name or a number, not {}",
+                    other.type_str()
+                ),
+            )),
+        }
+    };
+    for (name, value) in [("user", &raw.user), ("group", &raw.group)] {
+        let Some(value) = value else { continue };
+        out.keys.insert(name, src.at(value.span().start));
+        match id(name, value) {
+            Ok(id) if name == "user" => p.user = Some(id),
+            Ok(id) => p.group = Some(id),
+            Err(e) => refuse(if name == "user" { "user" } else { "group" }, e),
+        }
+    }
+    if let Some(groups) = &raw.supplementary_groups {
+        out.keys
+            .insert("supplementary_groups", src.at(groups.span().start));
+        match groups
+            .get_ref()
+            .iter()
+            .map(|g| id("supplementary_groups", g))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(ids) => p.supplementary_groups = Some(ids),
+            Err(e) => refuse("supplementary_groups", e),
+        }
+    }
+    if let Some(m) = &raw.umask {
+        out.keys.insert("umask", src.at(m.span().start));
+        let mask = match m.get_ref() {
+            RawMode::Int(i) => u32::try_from(*i)
+                .map_err(|_| format!("umask {i} is not a umask"))
+                .and_then(check_umask),
+            RawMode::Str(s) => parse_umask(s),
+        };
+        match mask {
+            Ok(mask) => p.umask = Some(mask),
+            Err(e) => refuse("umask", src.error(m, e)),
+        }
+    }
+    if let Some(limits) = &raw.rlimits {
+        out.keys.insert("rlimits", src.at(limits.span().start));
+        let mut parsed: Vec<Rlimit> = Vec::new();
+        for (name, value) in &limits.get_ref().0 {
+            match parse_rlimit(name.get_ref(), value.get_ref()) {
+                Ok(limit) => parsed.push(limit),
+                Err(e) => {
+                    // An unknown name at the name, a bad value at the value.
+                    let at = match Resource::from_name(name.get_ref()) {
+                        None => src.error(name, e),
+                        Some(_) => src.error(value, e),
+                    };
+                    refuse("rlimits", at);
+                }
+            }
+        }
+        p.rlimits = Some(parsed);
+    }
+    if let Some(f) = &raw.env_file {
+        out.keys.insert("env_file", src.at(f.span().start));
+        p.env_file = Some(base.join(f.get_ref()));
+    }
+    if let Some(c) = &raw.clear_env {
+        out.keys.insert("clear_env", src.at(c.span().start));
+        p.clear_env = Some(*c.get_ref());
+    }
 }
 
 /// A program named by a path (it has a `/`) is the file's directory's, as

@@ -13,6 +13,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::file::FileConfig;
+use super::process;
 use super::program::program_problem;
 use super::values::{check_env_entry, env_entry_cost, MAX_ENV_BYTES};
 use super::*;
@@ -64,6 +65,16 @@ pub(super) fn finish(
     }
     let file_program = parsed.program;
     let flags = overrides.program;
+    // Before the settings are taken apart below.
+    let env_file = read_env_file(&file_program, &flags, &at, &mut errors);
+    let credentials = if ["user", "group", "supplementary_groups"]
+        .iter()
+        .any(|k| refused(k))
+    {
+        None
+    } else {
+        credentials(&file_program, &flags, &at, look_up_program, &mut errors)
+    };
     let mut env = file_program.env;
     // The file's entries were checked where they stand; --env's here (the
     // flag's parser already refuses an empty name or one without `=`).
@@ -79,7 +90,7 @@ pub(super) fn finish(
     // same name: its mistakes are the flag's, not that line's.
     let from_flags: std::collections::BTreeSet<String> = flags.env.keys().cloned().collect();
     env.extend(flags.env);
-    let env_bytes: usize = env.iter().map(|(k, v)| env_entry_cost(k, v)).sum();
+    let env_bytes = env_bytes(&env, env_file.as_ref());
     if env_bytes > MAX_ENV_BYTES {
         errors.push(ConfigError {
             location: at("env"),
@@ -294,6 +305,13 @@ pub(super) fn finish(
         listen_pid,
         sockets_nonblocking,
         preload,
+        controls: ProcessControls {
+            credentials,
+            umask: flags.umask.or(file_program.umask),
+            rlimits: flags.rlimits.or(file_program.rlimits).unwrap_or_default(),
+            env_file,
+            clear_env: flags.clear_env.or(file_program.clear_env).unwrap_or(false),
+        },
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {
@@ -393,6 +411,14 @@ pub(super) fn finish(
             });
         }
     }
+    if look_up_program && !refused("rlimits") {
+        if let Some(message) = process::rlimit_problem(&program.controls.rlimits) {
+            errors.push(ConfigError {
+                location: at("rlimits"),
+                message,
+            });
+        }
+    }
     if look_up_program {
         if let Err((key, message)) = program_problem(&program) {
             errors.push(ConfigError {
@@ -415,4 +441,116 @@ pub(super) fn finish(
         sockets: sockets.into_iter().map(|(s, _)| s).collect(),
         program,
     })
+}
+
+/// Reads the env file the flag or the file names, if any: its problems at
+/// the `env_file` line (the env file's own line is in the message).
+fn read_env_file(
+    file: &ProgramSettings,
+    flags: &ProgramSettings,
+    at: &dyn Fn(&str) -> Option<Location>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<EnvFile> {
+    let (path, said, location) = match (&flags.env_file, &file.env_file) {
+        (Some(path), _) => (path, "--env-file", None),
+        (None, Some(path)) => (path, "env_file", at("env_file")),
+        (None, None) => return None,
+    };
+    match super::env_file::read(path) {
+        Ok(env_file) => Some(env_file),
+        Err(e) => {
+            errors.push(ConfigError {
+                location,
+                message: format!("{said}: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// What `env` and the env file take in execve's budget together, a name
+/// in both counted once (the env file's value is the one passed).
+fn env_bytes(env: &std::collections::BTreeMap<String, String>, file: Option<&EnvFile>) -> usize {
+    let from_file: std::collections::BTreeMap<&str, &str> = file
+        .map(|f| {
+            f.vars
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let from_env: usize = env
+        .iter()
+        .filter(|(k, _)| !from_file.contains_key(k.as_str()))
+        .map(|(k, v)| env_entry_cost(k, v))
+        .sum();
+    from_env
+        + from_file
+            .iter()
+            .map(|(k, v)| env_entry_cost(k, v))
+            .sum::<usize>()
+}
+
+/// `user`, `group` and `supplementary_groups` (flags over the file)
+/// resolved to ids; each problem at its key's line, or named as its flag.
+/// `look_up_program`: also refuse what this process cannot do (another
+/// user without root), as the program lookup refuses what is not here.
+fn credentials(
+    file: &ProgramSettings,
+    flags: &ProgramSettings,
+    at: &dyn Fn(&str) -> Option<Location>,
+    look_up_program: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Credentials> {
+    let user = flags.user.as_ref().or(file.user.as_ref());
+    let group = flags.group.as_ref().or(file.group.as_ref());
+    let supplementary = flags
+        .supplementary_groups
+        .as_deref()
+        .or(file.supplementary_groups.as_deref());
+    // Where a key's problem is reported: the flag's name, or the line.
+    let place = |key: &str| -> (Option<Location>, String) {
+        let flag = match key {
+            "user" => flags.user.is_some(),
+            "group" => flags.group.is_some(),
+            _ => flags.supplementary_groups.is_some(),
+        };
+        match flag {
+            true => (None, format!("--{}", key.replace('_', "-"))),
+            false => (at(key), key.to_string()),
+        }
+    };
+    let credentials = match process::resolve_credentials(user, group, supplementary) {
+        Ok(c) => c?,
+        Err(problems) => {
+            for (key, message) in problems {
+                let (location, said) = place(key);
+                errors.push(ConfigError {
+                    location,
+                    message: format!("{said}: {message}"),
+                });
+            }
+            return None;
+        }
+    };
+    let (euid, egid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    match process::privilege_problem(&credentials, euid, egid) {
+        // Root changes to them; anyone else has them already, and could
+        // not call setgroups: nothing to do in the child.
+        None if euid == 0 => Some(credentials),
+        None => None,
+        Some(problem) => {
+            if look_up_program {
+                let (location, said) = place(if user.is_some() { "user" } else { "group" });
+                errors.push(ConfigError {
+                    location,
+                    message: format!("{said}: {problem}"),
+                });
+            }
+            None
+        }
+    }
 }

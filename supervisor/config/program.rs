@@ -10,6 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use super::process::{Id, ProcessControls, Rlimit};
 use super::values::{env_entry_cost, signal_name};
 
 /// How a restart replaces the workers.
@@ -85,6 +86,9 @@ pub struct ProgramSpec {
     /// (`supervisor/preload.rs`).
     #[serde(default)]
     pub preload: bool,
+    /// `user`, `group`, `umask`, `rlimits`, `env_file`, `clear_env`.
+    #[serde(default)]
+    pub controls: ProcessControls,
 }
 
 fn yes() -> bool {
@@ -188,6 +192,15 @@ pub struct ProgramSettings {
     pub listen_pid: Option<ListenPid>,
     pub sockets_nonblocking: Option<bool>,
     pub preload: Option<bool>,
+    pub user: Option<Id>,
+    pub group: Option<Id>,
+    pub supplementary_groups: Option<Vec<Id>>,
+    pub umask: Option<u32>,
+    pub rlimits: Option<Vec<Rlimit>>,
+    /// Absolute (the file's relative to its directory, the flag's to the
+    /// current one), so that a reload reads the same file.
+    pub env_file: Option<PathBuf>,
+    pub clear_env: Option<bool>,
 }
 
 /// The `ready` key.
@@ -209,13 +222,15 @@ pub(super) fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, Stri
             ));
         }
     }
-    // The config's PATH first: resolve_program takes the first one, and
-    // the config's is the one the child gets.
-    let env: Vec<_> = p
-        .env
-        .iter()
+    // The config's PATH first (the env file's before `env`'s, which it
+    // overrides): resolve_program takes the first one, and the config's is
+    // the one the child gets. With clear_env, handoff's own is not passed.
+    let file_vars = p.controls.env_file.iter().flat_map(|f| f.vars.iter().rev());
+    let inherited = || std::env::vars_os().filter(|_| !p.controls.clear_env);
+    let env: Vec<_> = file_vars
         .map(|(k, v)| (k.into(), v.into()))
-        .chain(std::env::vars_os())
+        .chain(p.env.iter().map(|(k, v)| (k.into(), v.into())))
+        .chain(inherited())
         .collect();
     let path = crate::program_path::resolve_program(&p.command[0], &env)
         .map_err(|e| ("command", format!("program: {e}")))?;
@@ -229,7 +244,7 @@ pub(super) fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, Stri
     // and room for the protocol's few variables.
     const PROTOCOL_ROOM: usize = 4096;
     let pointer = std::mem::size_of::<*const u8>();
-    let inherited: usize = std::env::vars_os()
+    let inherited: usize = inherited()
         .filter(|(k, _)| k.to_str().is_none_or(|k| !p.env.contains_key(k)))
         .map(|(k, v)| k.len() + v.len() + 2 + pointer)
         .sum();
@@ -241,6 +256,12 @@ pub(super) fn program_problem(p: &ProgramSpec) -> Result<(), (&'static str, Stri
         + inherited
         + p.env
             .iter()
+            .map(|(k, v)| env_entry_cost(k, v))
+            .sum::<usize>()
+        + p.controls
+            .env_file
+            .iter()
+            .flat_map(|f| &f.vars)
             .map(|(k, v)| env_entry_cost(k, v))
             .sum::<usize>()
         + PROTOCOL_ROOM;

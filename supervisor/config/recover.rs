@@ -61,6 +61,13 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
     "listen_pid",
     "sockets_nonblocking",
     "preload",
+    "user",
+    "group",
+    "supplementary_groups",
+    "umask",
+    "rlimits",
+    "env_file",
+    "clear_env",
 ];
 
 /// A document's keys, each with its place and its value's place, and

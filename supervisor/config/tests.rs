@@ -267,6 +267,7 @@ fn durations_and_signals() {
 
 mod handover;
 mod preload;
+mod process;
 mod protocol;
 mod socket_options;
 

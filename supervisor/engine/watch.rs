@@ -156,7 +156,17 @@ pub fn watch(w: &Watched, notify: NotifySocket, events: &UnboundedSender<Event>)
                     .iter()
                     .map(|a| crate::template::expand(a, &names).unwrap_or_else(|_| a.clone()))
                     .collect();
-                let probe = probe(command, *interval, pid, w.generation.number, w.slot, report);
+                // The probe runs with the server's privileges (user, umask,
+                // limits): it sees what the server sees, and no more.
+                let controls = spawn::ChildControls::new(&w.generation.spec.controls);
+                let probe = probe(
+                    command,
+                    *interval,
+                    pid,
+                    (w.generation.number, w.slot),
+                    controls,
+                    report,
+                );
                 timers.push(tokio::spawn(probe).abort_handle());
             }
         }
@@ -175,8 +185,8 @@ async fn probe(
     command: Vec<String>,
     interval: Duration,
     pid: u32,
-    generation: u64,
-    slot: usize,
+    (generation, slot): (u64, usize),
+    controls: spawn::ChildControls,
     report: impl FnOnce() + Send + 'static,
 ) {
     loop {
@@ -188,11 +198,17 @@ async fn probe(
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         // A probe starts like a worker: no signal blocked or ignored, even
-        // when it forks inside an upgrade's blocked window.
+        // when it forks inside an upgrade's blocked window, and the same
+        // umask, limits and user.
+        let controls = controls.clone();
         // SAFETY: the hook runs between fork and exec and only calls
-        // sigaction(2) and sigprocmask(2), which are async-signal-safe.
+        // sigaction(2), sigprocmask(2) and the system calls of
+        // `ChildControls::apply`, which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(crate::sys::reset_signals_in_child);
+            cmd.pre_exec(move || {
+                crate::sys::reset_signals_in_child()?;
+                controls.apply()
+            });
         }
         match cmd.status().await {
             Ok(s) if s.success() => return report(),

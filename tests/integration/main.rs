@@ -15,6 +15,7 @@ mod config_errors;
 mod extras;
 mod gunicorn;
 mod preload;
+mod process_controls;
 mod protocol;
 mod recipes;
 mod reload;
