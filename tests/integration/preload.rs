@@ -347,14 +347,20 @@ fn any_address_or_localhost_on_the_port_gets_the_held_loopback_socket() {
             &[],
             &http_server(&www, bind),
         );
-        let addr = h.addr("http");
-        h.wait_log_since_start(&[&format!(
-            "Serving HTTP on 127.0.0.1 port {} ",
-            port_of(&addr)
-        )]);
-        let (status, body) = get(&addr, "/").expect("served");
-        assert_eq!((status, body.as_str()), (200, "hello from http.server\n"));
+        assert_serves_on_held_loopback(&h);
     }
+}
+
+/// http.server says it serves on the held 127.0.0.1 port (its line comes
+/// from getsockname() after the bind), and answers there.
+fn assert_serves_on_held_loopback(h: &Handoff) {
+    let addr = h.addr("http");
+    h.wait_log_since_start(&[&format!(
+        "Serving HTTP on 127.0.0.1 port {} ",
+        port_of(&addr)
+    )]);
+    let (status, body) = get(&addr, "/").expect("served");
+    assert_eq!((status, body.as_str()), (200, "hello from http.server\n"));
 }
 
 /// Held 127.0.0.1, the server asks for `::1`: loopback is loopback in
@@ -371,14 +377,8 @@ fn an_ipv6_loopback_server_gets_a_held_ipv4_loopback_socket() {
         &["--env", "HANDOFF_PRELOAD_DEBUG=1"],
         &http_server(&www, "::1"),
     );
-    let addr = h.addr("http");
     h.wait_log_since_start(&["takes handoff's socket at fd 3"]);
-    h.wait_log_since_start(&[&format!(
-        "Serving HTTP on 127.0.0.1 port {} ",
-        port_of(&addr)
-    )]);
-    let (status, body) = get(&addr, "/").expect("served on 127.0.0.1");
-    assert_eq!((status, body.as_str()), (200, "hello from http.server\n"));
+    assert_serves_on_held_loopback(&h);
 }
 
 /// Held `[::1]`, the server binds an IPv4 socket to 127.0.0.1: it never
