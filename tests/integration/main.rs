@@ -19,6 +19,7 @@ mod protocol;
 mod recipes;
 mod reload;
 mod restart;
+mod signal;
 mod sloppy;
 mod steer;
 mod supervise;
