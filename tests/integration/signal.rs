@@ -87,7 +87,13 @@ fn wait_recorded(dir: &Path, pids: &[u32], signal: &str, times: usize) {
         let missing: Vec<u32> = pids
             .iter()
             .copied()
-            .filter(|pid| lines.iter().filter(|l| l.0 == *pid && l.2 == signal).count() < times)
+            .filter(|pid| {
+                lines
+                    .iter()
+                    .filter(|l| l.0 == *pid && l.2 == signal)
+                    .count()
+                    < times
+            })
             .collect();
         if missing.is_empty() {
             return;
@@ -228,11 +234,7 @@ fn a_signal_sent_to_handoff_is_forwarded_even_in_a_storm_and_after_a_reload() {
 
     // A reload adds SIGWINCH: the new generation hears it.
     std::fs::write(&file, config("\"SIGUSR1\", \"SIGWINCH\"")).expect("write config");
-    let (code, out, err) = client(&[
-        "reload",
-        "--control",
-        h.control.to_str().expect("utf-8"),
-    ]);
+    let (code, out, err) = client(&["reload", "--control", h.control.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{out}{err}");
     let second = h.pids("ready");
     h.signal(Signal::SIGWINCH);
@@ -240,11 +242,7 @@ fn a_signal_sent_to_handoff_is_forwarded_even_in_a_storm_and_after_a_reload() {
 
     // A reload that takes them off: handoff says so and lives on.
     std::fs::write(&file, config("")).expect("write config");
-    let (code, out, err) = client(&[
-        "reload",
-        "--control",
-        h.control.to_str().expect("utf-8"),
-    ]);
+    let (code, out, err) = client(&["reload", "--control", h.control.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{out}{err}");
     h.signal(Signal::SIGUSR1);
     h.wait_log("SIGUSR1 ignored: a reload took it off forward_signals");
@@ -262,7 +260,10 @@ fn bad_inputs_name_the_problem_with_their_own_exit_codes() {
 
     let (code, _, err) = signal(&h, &["STOP"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("a stopped worker holds its connections"), "{err}");
+    assert!(
+        err.contains("a stopped worker holds its connections"),
+        "{err}"
+    );
 
     let (code, _, err) = signal(&h, &["USR1", "--generation", "9"]);
     assert_eq!(code, 8, "{err}");
@@ -293,7 +294,10 @@ fn before_any_worker_is_ready_nothing_serves_yet() {
     h.wait_log("generation 1 worker 0");
     let (code, _, err) = signal(&h, &["USR1"]);
     assert_eq!(code, 9, "{err}");
-    assert!(err.contains("no worker is ready to take SIGUSR1 yet"), "{err}");
+    assert!(
+        err.contains("no worker is ready to take SIGUSR1 yet"),
+        "{err}"
+    );
     assert_eq!(h.pids("starting").len(), 1, "and it was left alone");
 }
 
@@ -315,4 +319,33 @@ fn a_forward_signals_mistake_is_reported_at_its_line() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn forwarding_survives_an_upgrade() {
+    let dir = temp_dir();
+    let file = dir.path().join("handoff.toml");
+    let command: Vec<String> = recorder(dir.path(), false);
+    std::fs::write(
+        &file,
+        format!(
+            "forward_signals = [\"SIGUSR1\"]\n[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n\
+             [program]\ncommand = {command:?}\n"
+        ),
+    )
+    .expect("write config");
+    let installed = crate::harness::installed_copy(dir.path());
+    let mut cmd = crate::harness::run_command(&installed, dir.path());
+    cmd.args(["--config", file.to_str().expect("utf-8")]);
+    let mut h = Handoff::spawn(cmd, dir.path());
+    h.wait_generation(1);
+    let workers = h.pids("ready");
+
+    let (code, out, err) = client(&["upgrade", "--control", h.control.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The new supervisor (same pid) listens to SIGUSR1 too: without its
+    // handler, SIGUSR1's default action would end it.
+    h.signal(Signal::SIGUSR1);
+    wait_recorded(dir.path(), &workers, "SIGUSR1", 1);
+    assert_eq!(h.status().upgrades, 1);
 }
