@@ -9,6 +9,8 @@
 //! > {"command":"restart"}
 //! < {"result":"restarted","generation":4,"ready_ms":212,"total_ms":214}
 //! < {"result":"error","kind":"restart_failed","message":"generation 5 worker 0 (pid 4530) exited with code 3 before it was ready; generation 4 keeps serving"}
+//! > {"command":"signal","signal":"SIGUSR1"}
+//! < {"result":"signalled","signal":"SIGUSR1","group":false,"workers":[{"pid":4601,"slot":0,"generation":5,"state":"ready"}],"failed":[]}
 //! ```
 //!
 //! Field names and values here are stable: scripts rely on them. Fields may

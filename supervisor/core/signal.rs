@@ -114,10 +114,14 @@ impl Core {
         }
         let pids: Vec<String> = workers.iter().map(|w| w.pid.to_string()).collect();
         tracing::info!(
-            "{} sent to {} worker(s){}: pid {}",
+            "{} sent to {}{} worker(s): pid {}",
             ask.signal,
+            if ask.group {
+                "the process groups of "
+            } else {
+                ""
+            },
             workers.len(),
-            if ask.group { "' process groups" } else { "" },
             pids.join(", ")
         );
         Response::Signalled {
