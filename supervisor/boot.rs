@@ -79,6 +79,7 @@ pub async fn run(
             overrides,
             sighup: config.sighup,
             fdstore: config.fdstore,
+            forward_signals: config.forward_signals,
         },
         control: control_info,
         binary: upgrade::own_binary(),

@@ -64,6 +64,12 @@ const UPGRADE_EXAMPLES: &str = "\
 Examples:
   cargo install --path . && handoff upgrade";
 
+const SIGNAL_EXAMPLES: &str = "\
+Examples:
+  handoff signal USR1                  # reopen logs: the ready workers
+  handoff signal SIGUSR1 --generation 3  # generation 3's, draining ones too
+  handoff signal TTIN --json | jq '.workers[].pid'";
+
 const CHECK_EXAMPLES: &str = "\
 Examples:
   handoff check handoff.toml
@@ -134,6 +140,10 @@ pub enum Command {
     /// keeping its sockets and children; exit 1 if the new one refused.
     #[command(after_help = UPGRADE_EXAMPLES)]
     Upgrade(Target),
+    /// Send a signal to the serving workers (their ready workers; not the
+    /// draining or starting ones) and print the pids it reached.
+    #[command(after_help = SIGNAL_EXAMPLES)]
+    Signal(SignalArgs),
     /// (internal) The new binary's side of an upgrade.
     #[command(name = "__resume", hide = true)]
     Resume {
@@ -145,6 +155,38 @@ pub enum Command {
     /// Validate a config file and exit: 0 if valid, 3 with every error if not.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+}
+
+/// `handoff signal SIG [--generation N] [--group] [--json]`.
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// The signal: SIGUSR1, USR1, usr1 or its number (10). SIGSTOP is
+    /// refused: a stopped worker holds its connections.
+    #[arg(value_name = "SIGNAL", value_parser = parse_user_signal)]
+    pub signal: Signal,
+    /// Every ready or draining worker of this generation instead (see
+    /// `handoff status`).
+    #[arg(long, value_name = "N")]
+    pub generation: Option<u64>,
+    /// To each worker's process group, not only its pid: for a server
+    /// whose own children do not hear from it (a shell script's).
+    #[arg(long)]
+    pub group: bool,
+    /// Print the protocol's answer, as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// A signal by name (as in the config) or number, that handoff will send.
+fn parse_user_signal(s: &str) -> Result<Signal, String> {
+    let signal = match s.parse::<i32>() {
+        Ok(n) => Signal::try_from(n).map_err(|_| format!("{n} is not a signal number"))?,
+        Err(_) => config::parse_signal(s)?,
+    };
+    crate::core::signal::sendable(signal)?;
+    Ok(signal)
 }
 
 /// `handoff check FILE` or `handoff check --config FILE`.

@@ -1,4 +1,4 @@
-//! The client commands: `restart`, `status`, `stop`. Each sends one request
+//! The client commands: `restart`, `status`, `stop`, `signal`, ... Each sends one request
 //! on the control socket, prints the answer, and maps it to an exit code.
 //!
 //! Output never panics: `println!` panics when stdout is gone (`handoff
@@ -95,6 +95,8 @@ fn refused(response: Response) -> Exit {
                 ErrorKind::RestartFailed | ErrorKind::UpgradeFailed => Exit::RestartFailed,
                 ErrorKind::ConfigInvalid => Exit::Config,
                 ErrorKind::ShuttingDown | ErrorKind::BadRequest | ErrorKind::Busy => Exit::Refused,
+                ErrorKind::NoWorkers => Exit::NoWorkers,
+                ErrorKind::NotServing => Exit::NotServing,
             }
         }
         other => {
@@ -168,6 +170,60 @@ pub fn stop(target: &Target) -> Exit {
         }
         Ok(other) => refused(other),
         Err(exit) => exit,
+    }
+}
+
+/// `handoff signal SIG [--generation N] [--group]`: prints the pids the
+/// signal reached (or the answer, with --json).
+pub fn signal(target: &Target, args: &crate::cli::SignalArgs) -> Exit {
+    let request = Request::Signal {
+        signal: args.signal.as_str().to_string(),
+        generation: args.generation,
+        group: args.group,
+    };
+    match ask(target, request, QUICK) {
+        Ok(answer @ Response::Signalled { .. }) if args.json => {
+            say!(
+                "{}\n",
+                serde_json::to_string_pretty(&answer).expect("protocol types always serialize")
+            );
+            signalled_exit(&answer)
+        }
+        Ok(answer @ Response::Signalled { .. }) => {
+            if let Response::Signalled {
+                signal,
+                group,
+                workers,
+                failed,
+            } = &answer
+            {
+                let to = if *group { "process group of " } else { "" };
+                for w in workers {
+                    say!(
+                        "{signal} sent to {to}pid {} (generation {}, slot {}, {})\n",
+                        w.pid,
+                        w.generation,
+                        w.slot,
+                        w.state
+                    );
+                }
+                for f in failed {
+                    complain!("cannot send {signal} to pid {}: {}", f.pid, f.error);
+                }
+            }
+            signalled_exit(&answer)
+        }
+        Ok(other) => refused(other),
+        Err(exit) => exit,
+    }
+}
+
+/// A signal that reached no worker it was for failed; one that reached
+/// some did what could be done (the others are named on stderr).
+fn signalled_exit(answer: &Response) -> Exit {
+    match answer {
+        Response::Signalled { workers, .. } if workers.is_empty() => Exit::Refused,
+        _ => Exit::Ok,
     }
 }
 

@@ -69,6 +69,10 @@ pub struct Config {
     pub sighup: SighupAction,
     /// Hand the sockets to systemd's fd store (FDSTORE=1).
     pub fdstore: bool,
+    /// Signals sent to handoff that it sends on to the serving workers
+    /// (`forward_signals`, top-level: they are handoff's own, like
+    /// `sighup`); none of those handoff acts on itself.
+    pub forward_signals: Vec<nix::sys::signal::Signal>,
 }
 
 /// What SIGHUP does: a restart with the config in memory, or a reload that

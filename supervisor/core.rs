@@ -11,7 +11,7 @@
 //! Where each decision lives: `rollout.rs` restarts (batches, commit,
 //! rollback, coalescing); `workers.rs` what happens to a worker (ready,
 //! deadlines, exit, respawn with backoff); `requests.rs` scale, reload,
-//! stop and upgrade; `report.rs` what status and the service manager are
+//! stop and upgrade; `signal.rs` which workers a user's signal is for; `report.rs` what status and the service manager are
 //! told; `snapshot.rs` the state handed to an upgraded binary, which is
 //! also how a supervisor is built at boot.
 
@@ -24,6 +24,7 @@ mod report;
 pub mod request;
 mod requests;
 mod rollout;
+pub mod signal;
 pub mod slot;
 pub mod snapshot;
 pub mod steering;
@@ -41,6 +42,7 @@ pub use effects::{Effects, LaunchError, Launched, Leftover, Timer};
 pub use generation::{Generation, Next};
 pub use phase::{Phase, StopCause};
 pub use request::{Asked, Asker, RestartWaiter, Waiter};
+pub use signal::SignalAsk;
 pub use slot::{Crashes, Occupant, Respawn, Slot, SlotState};
 pub use snapshot::CoreSnapshot;
 pub use steering::{Attach, Steering};

@@ -24,9 +24,11 @@ use crate::config::{Overrides, SighupAction};
 use crate::control::ControlCall;
 use crate::core::snapshot::RestoreError;
 use crate::core::workers::WorkerEvent;
-use crate::core::{Asked, Asker, Core, CoreSnapshot, RestartWaiter, StopCause, Timer, WorkerId};
+use crate::core::{
+    error, Asked, Asker, Core, CoreSnapshot, RestartWaiter, SignalAsk, StopCause, Timer, WorkerId,
+};
 use crate::groups::Leftovers;
-use crate::protocol::{Request, Response};
+use crate::protocol::{ErrorKind, Request, Response};
 use crate::runtime_dir::RuntimeDir;
 use crate::signals::Received;
 use crate::sockets::{BoundSocket, SocketSnapshot};
@@ -59,6 +61,10 @@ pub struct Source {
     pub overrides: Overrides,
     pub sighup: SighupAction,
     pub fdstore: bool,
+    /// `forward_signals`: signals sent to handoff that go to the serving
+    /// workers. (default: the state of a handoff from before it lacks it.)
+    #[serde(default, with = "crate::signals::names")]
+    pub forward_signals: Vec<nix::sys::signal::Signal>,
 }
 
 /// The control socket, as an upgrade hands it on (the control task owns the
@@ -169,6 +175,24 @@ impl Supervisor {
                 let _ = reply.send(answer);
             }
             Request::Stop {} => self.stop(Some(reply), StopCause::Request),
+            Request::Signal {
+                signal,
+                generation,
+                group,
+            } => {
+                let answer = match crate::config::parse_signal(&signal) {
+                    Ok(signal) => self.core.signal_workers(
+                        fx,
+                        SignalAsk {
+                            signal,
+                            generation,
+                            group,
+                        },
+                    ),
+                    Err(message) => error(ErrorKind::BadRequest, message),
+                };
+                let _ = reply.send(answer);
+            }
             Request::Upgrade {} => {
                 return Some(Asker {
                     reply,
@@ -188,8 +212,29 @@ impl Supervisor {
                 tracing::info!("SIGUSR2: upgrading handoff");
                 return true;
             }
+            Received::Forward(signal) => self.forward(signal),
         }
         false
+    }
+
+    /// A signal of `forward_signals` goes to the serving workers, as
+    /// `handoff signal` sends it.
+    fn forward(&mut self, signal: nix::sys::signal::Signal) {
+        if !self.source.forward_signals.contains(&signal) {
+            tracing::warn!(
+                "{signal} ignored: a reload took it off forward_signals (its handler stays, so it no longer has its default action)"
+            );
+            return;
+        }
+        let ask = SignalAsk {
+            signal,
+            generation: None,
+            group: false,
+        };
+        // Who got it is logged by the core; only a refusal is news here.
+        if let Response::Error { message, .. } = self.core.signal_workers(&mut self.fx, ask) {
+            tracing::warn!("{signal} not forwarded: {message}");
+        }
     }
 
     fn on_sighup(&mut self) {

@@ -31,6 +31,12 @@ pub enum Exit {
     /// supervisor may still carry the request out (the message says what
     /// it may still be doing).
     TimedOut = 7,
+    /// `signal --generation N`: generation N has no worker that can take a
+    /// signal (it is gone, or its workers are all still starting).
+    NoWorkers = 8,
+    /// `signal`: no worker is ready yet to take it (the first generation
+    /// is starting, or every worker is being respawned); worth a retry.
+    NotServing = 9,
 }
 
 impl Exit {

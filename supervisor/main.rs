@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Stop(target) => client::stop(&target),
         Command::Check(args) => check(args.file(), !args.skip_program_check),
         Command::Upgrade(target) => client::upgrade(&target),
+        Command::Signal(args) => client::signal(&args.target, &args),
         Command::Resume { check, state } => resume(check, &state),
     };
     // The last lines ("stopped") are the ones a reader waits for.

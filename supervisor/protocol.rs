@@ -9,6 +9,8 @@
 //! > {"command":"restart"}
 //! < {"result":"restarted","generation":4,"ready_ms":212,"total_ms":214}
 //! < {"result":"error","kind":"restart_failed","message":"generation 5 worker 0 (pid 4530) exited with code 3 before it was ready; generation 4 keeps serving"}
+//! > {"command":"signal","signal":"SIGUSR1"}
+//! < {"result":"signalled","signal":"SIGUSR1","group":false,"workers":[{"pid":4601,"slot":0,"generation":5,"state":"ready"}],"failed":[]}
 //! ```
 //!
 //! Field names and values here are stable: scripts rely on them. Fields may
@@ -50,6 +52,16 @@ pub enum Request {
     Upgrade {},
     /// Graceful shutdown; the answer comes once every child is gone.
     Stop {},
+    /// Sends `signal` (a name: "SIGUSR1", "USR1") to the ready workers of
+    /// the slots, or with `generation`, to that generation's ready and
+    /// draining workers; with `group`, to each one's process group.
+    Signal {
+        signal: String,
+        #[serde(default)]
+        generation: Option<u64>,
+        #[serde(default)]
+        group: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,10 +84,37 @@ pub enum Response {
     Stopped {
         pid: u32,
     },
+    /// `signal`: who got it (`workers`), and who could not be sent it
+    /// (`failed`, with why).
+    Signalled {
+        /// Its name, "SIGUSR1".
+        signal: String,
+        group: bool,
+        workers: Vec<SignalledWorker>,
+        #[serde(default)]
+        failed: Vec<SignalFailure>,
+    },
     Error {
         kind: ErrorKind,
         message: String,
     },
+}
+
+/// A worker a `signal` request reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalledWorker {
+    pub pid: u32,
+    pub slot: usize,
+    pub generation: u64,
+    /// Its state when it was sent the signal: `ready` or `draining`.
+    pub state: String,
+}
+
+/// A worker a `signal` request was for, that the kernel refused it to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalFailure {
+    pub pid: u32,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +135,12 @@ pub enum ErrorKind {
     /// `upgrade`: the new binary failed its check or could not be
     /// executed; the running supervisor stays in charge.
     UpgradeFailed,
+    /// `signal` with `generation`: that generation has no worker that can
+    /// take a signal (none left, or only starting ones).
+    NoWorkers,
+    /// `signal`: no worker is ready yet (the first generation is starting,
+    /// or every worker is being respawned).
+    NotServing,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,6 +295,25 @@ mod tests {
             .unwrap_err()
             .contains("bad request"));
         assert!(parse_request(b"not json").is_err());
+        assert_eq!(
+            parse_request(br#"{"command":"signal","signal":"SIGUSR1"}"#).unwrap(),
+            Request::Signal {
+                signal: "SIGUSR1".into(),
+                generation: None,
+                group: false
+            }
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"signal","signal":"HUP","generation":3,"group":true}"#)
+                .unwrap(),
+            Request::Signal {
+                signal: "HUP".into(),
+                generation: Some(3),
+                group: true
+            }
+        );
+        assert!(parse_request(br#"{"command":"signal"}"#).is_err());
+        assert!(parse_request(br#"{"command":"signal","signal":"USR1","pid":1}"#).is_err());
     }
 
     #[test]

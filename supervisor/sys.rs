@@ -202,7 +202,8 @@ pub fn set_cloexec(fd: std::os::fd::BorrowedFd) {
     let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
 }
 
-/// The signals the supervisor handles; blocked across an upgrade's exec.
+/// The signals the supervisor handles (`forward_signals` too); blocked
+/// across an upgrade's exec.
 fn supervisor_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
@@ -212,6 +213,10 @@ fn supervisor_signals() -> nix::sys::signal::SigSet {
         Signal::SIGINT,
         Signal::SIGUSR2,
     ] {
+        set.add(s);
+    }
+    // And those it forwards: pending across the exec, not default-acted.
+    for s in crate::signals::forwarded() {
         set.add(s);
     }
     set

@@ -18,6 +18,7 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
     // whichever supervisor is in charge once it is decided (the new one
     // gets them pending across the exec).
     let mut deferred: Vec<Received> = Vec::new();
+    signals.forward(&sup.source.forward_signals);
     while !sup.is_finished() {
         tokio::select! {
             Some(event) = inbox.events.recv() => match event {
@@ -50,7 +51,8 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
                 }
             }
             signal = signals.recv() => {
-                if sup.core.is_upgrading() {
+                // A forwarded signal changes nothing an upgrade hands on.
+                if sup.core.is_upgrading() && !matches!(signal, Received::Forward(_)) {
                     tracing::info!("{signal}: held until the upgrade's check is done");
                     deferred.push(signal);
                 } else if sup.on_signal(signal) {
@@ -60,6 +62,8 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
             _ = tick(&mut watchdog) => sup.manager.watchdog(),
         }
         sup.report_to_manager();
+        // A reload may have added some.
+        signals.forward(&sup.source.forward_signals);
     }
     // Requests still queued get their answer rather than silence.
     while let Ok(call) = inbox.calls.try_recv() {

@@ -30,6 +30,8 @@ pub(super) struct FileConfig {
     pub(super) control: Option<PathBuf>,
     pub(super) sighup: Option<SighupAction>,
     pub(super) fdstore: Option<bool>,
+    /// `forward_signals`, each valid one once, in file order.
+    pub(super) forward_signals: Vec<nix::sys::signal::Signal>,
     /// The top-level `handover`: the value of each socket without its own.
     pub(super) handover: Option<Handover>,
     /// Each socket's own `handover` stands in its spec, not yet defaulted.
@@ -58,6 +60,7 @@ pub(super) struct RawFile {
     control: Option<Spanned<String>>,
     sighup: Option<Spanned<String>>,
     fdstore: Option<bool>,
+    forward_signals: Option<Vec<Spanned<String>>>,
     handover: Option<Spanned<String>>,
     #[serde(default)]
     socket: Vec<Spanned<RawSocket>>,
@@ -220,6 +223,15 @@ pub(super) fn parse_file(
                 h,
                 format!("sighup = \"{other}\": expected \"restart\" or \"reload\""),
             )),
+        }
+    }
+    for name in raw.forward_signals.iter().flatten() {
+        let signal =
+            parse_signal(name.get_ref()).and_then(|s| crate::signals::forwardable(s).map(|()| s));
+        match signal {
+            Ok(s) if !out.forward_signals.contains(&s) => out.forward_signals.push(s),
+            Ok(_) => {}
+            Err(e) => errors.push(src.error(name, format!("forward_signals: {e}"))),
         }
     }
     if let Some(h) = &raw.handover {

@@ -438,6 +438,7 @@ pub(super) fn finish(
         control: overrides.control.or(parsed.control),
         sighup: overrides.sighup.or(parsed.sighup).unwrap_or_default(),
         fdstore: overrides.fdstore.or(parsed.fdstore).unwrap_or(false),
+        forward_signals: parsed.forward_signals,
         sockets: sockets.into_iter().map(|(s, _)| s).collect(),
         program,
     })

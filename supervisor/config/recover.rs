@@ -14,7 +14,13 @@ use super::position::Source;
 
 /// The keys each table may have (`[program.env]` takes any name).
 const TOP_KEYS: &[&str] = &[
-    "control", "sighup", "fdstore", "handover", "socket", "program",
+    "control",
+    "sighup",
+    "fdstore",
+    "forward_signals",
+    "handover",
+    "socket",
+    "program",
 ];
 const SOCKET_KEYS: &[&str] = &[
     "name",

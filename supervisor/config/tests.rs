@@ -265,6 +265,7 @@ fn durations_and_signals() {
     assert!(parse_signal("SIGFOO").is_err());
 }
 
+mod forward_signals;
 mod handover;
 mod preload;
 mod process;

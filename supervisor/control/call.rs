@@ -229,6 +229,7 @@ fn name(request: &Request) -> &'static str {
         Request::Scale { .. } => "scale",
         Request::Upgrade {} => "upgrade",
         Request::Stop {} => "stop",
+        Request::Signal { .. } => "signal",
     }
 }
 
@@ -246,5 +247,8 @@ fn still_doing(request: &Request) -> &'static str {
             "the upgrade may still complete or be refused; `handoff status` shows the running version"
         }
         Request::Stop {} => "the supervisor may still be draining its workers, and exit after",
+        Request::Signal { .. } => {
+            "the signal may still be sent; the supervisor's log says to which workers"
+        }
     }
 }

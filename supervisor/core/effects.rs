@@ -95,6 +95,12 @@ pub trait Effects {
     /// SIGKILL).
     fn signal(&mut self, worker: &Worker, signal: Signal);
 
+    /// Sends `signal` on a user's behalf (`handoff signal`, a forwarded
+    /// signal) to the worker, or with `group` to its process group. Unlike
+    /// [`Effects::signal`] it changes nothing about the worker: its
+    /// timers stay. Err: why the kernel refused.
+    fn send(&mut self, worker: &Worker, signal: Signal, group: bool) -> Result<(), String>;
+
     /// Arms a timer.
     fn timer(&mut self, after: Duration, timer: Timer);
 

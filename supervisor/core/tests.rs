@@ -11,6 +11,7 @@ mod report;
 mod requests;
 mod restart;
 mod rolling;
+mod signal;
 mod snapshot;
 mod stop;
 mod upgrade;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -156,6 +156,18 @@ impl Effects for Executor {
         if let Err(e) = killpg(Pid::from_raw(worker.pid as i32), signal) {
             tracing::debug!("{worker}: cannot send {signal}: {e}");
         }
+    }
+
+    fn send(&mut self, worker: &Worker, signal: Signal, group: bool) -> Result<(), String> {
+        // As in `signal`: the pid is not reaped until the loop handles its
+        // exit, so it (and its group id) is still this worker's.
+        let pid = Pid::from_raw(worker.pid as i32);
+        let sent = if group {
+            killpg(pid, signal)
+        } else {
+            kill(pid, signal)
+        };
+        sent.map_err(|e| e.to_string())
     }
 
     fn timer(&mut self, after: Duration, timer: Timer) {

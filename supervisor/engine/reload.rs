@@ -74,6 +74,18 @@ impl Supervisor {
             config.program.command.join(" ")
         );
         self.source.sighup = config.sighup;
+        if self.source.forward_signals != config.forward_signals {
+            tracing::info!(
+                "reload: forward_signals is now [{}]",
+                config
+                    .forward_signals
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.source.forward_signals = config.forward_signals.clone();
+        }
         let next = Next {
             spec: Arc::new(config.program),
             sockets,

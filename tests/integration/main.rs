@@ -20,6 +20,7 @@ mod protocol;
 mod recipes;
 mod reload;
 mod restart;
+mod signal;
 mod sloppy;
 mod socket_options;
 mod steer;

@@ -40,6 +40,8 @@ pub enum Effect {
     },
     Ready(WorkerId),
     Signal(WorkerId, Signal),
+    /// A signal sent on a user's behalf; true: to the process group.
+    Send(WorkerId, Signal, bool),
     Timer(Duration, Timer),
     Gone(WorkerId, Leftover),
     Answer(Response),
@@ -180,6 +182,11 @@ impl Effects for Fx {
 
     fn signal(&mut self, worker: &Worker, signal: Signal) {
         self.effects.push(Effect::Signal(worker.id, signal));
+    }
+
+    fn send(&mut self, worker: &Worker, signal: Signal, group: bool) -> Result<(), String> {
+        self.effects.push(Effect::Send(worker.id, signal, group));
+        Ok(())
     }
 
     fn timer(&mut self, after: Duration, timer: Timer) {
