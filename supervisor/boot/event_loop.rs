@@ -6,11 +6,17 @@ use crate::control::Stop;
 use crate::core::shutting_down;
 use crate::engine::{Event, Inbox, Supervisor};
 use crate::protocol::Response;
+use crate::reaper::{self, Reaper};
 use crate::signals::{Received, Signals};
 use crate::systemd;
 use crate::upgrade::hand_over;
 
-pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) {
+pub async fn serve(
+    mut sup: Supervisor,
+    mut signals: Signals,
+    mut reaper: Reaper,
+    mut inbox: Inbox,
+) {
     // Pinged from the loop itself: a stuck loop stops the pings, and
     // systemd restarts the service.
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
@@ -58,6 +64,9 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
                 }
             }
             _ = tick(&mut watchdog) => sup.manager.watchdog(),
+            () = reaper.due() => {
+                reaper::reap_orphans();
+            }
         }
         sup.report_to_manager();
     }
