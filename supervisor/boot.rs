@@ -40,6 +40,18 @@ pub enum RunError {
     Adopt(#[source] AdoptError),
     #[error("cannot take over after an upgrade: {0}")]
     Resume(String),
+    /// Not a failure to start: the server kept crashing, and handoff
+    /// stopped as `respawn_limit` asks.
+    #[error("{0}")]
+    RespawnLimit(String),
+}
+
+/// How a graceful stop ended: asked for, or handoff gave up.
+fn stopped(gave_up: Option<String>) -> Result<(), RunError> {
+    match gave_up {
+        Some(message) => Err(RunError::RespawnLimit(message)),
+        None => Ok(()),
+    }
 }
 
 /// Binds the sockets, starts the first generation and supervises until a
@@ -92,8 +104,7 @@ pub async fn run(
     let mut sup =
         Supervisor::assemble(parts, &inbox).map_err(|e| RunError::Resume(e.to_string()))?;
     sup.core.start(&mut sup.fx).map_err(RunError::Start)?;
-    event_loop::serve(sup, signals, reaper, inbox).await;
-    Ok(())
+    stopped(event_loop::serve(sup, signals, reaper, inbox).await)
 }
 
 /// The config's sockets: adopted where a service manager passed them in
@@ -222,8 +233,7 @@ pub async fn resume(path: &Path) -> Result<(), RunError> {
     // they were there: not the reaper's.
     crate::reaper::own(sup.core.workers().map(|w| w.pid));
     reap_strays(&sup);
-    event_loop::serve(sup, signals, reaper, inbox).await;
-    Ok(())
+    stopped(event_loop::serve(sup, signals, reaper, inbox).await)
 }
 
 /// Children of this process in its own process group that are not

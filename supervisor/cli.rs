@@ -422,6 +422,8 @@ impl RunArgs {
                 listen_pid: self.listen_pid,
                 sockets_nonblocking: self.sockets_nonblocking.then_some(true),
                 preload: self.preload.then_some(true),
+                // A file setting only: no flag.
+                respawn_limit: None,
             },
         })
     }

@@ -35,8 +35,8 @@ mod values;
 
 pub use errors::{ConfigError, ConfigErrors, Location};
 pub use program::{
-    ListenPid, ProgramSettings, ProgramSpec, Readiness, ReadyKind, Strategy, StrategyKind,
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,
+    ListenPid, ProgramSettings, ProgramSpec, Readiness, ReadyKind, RespawnLimit, Strategy,
+    StrategyKind, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,
     DEFAULT_MIN_READY_TIME, DEFAULT_READY_DELAY, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT,
     DEFAULT_RESPAWN_BACKOFF, DEFAULT_RESPAWN_BACKOFF_MAX,
 };

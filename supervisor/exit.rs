@@ -31,6 +31,10 @@ pub enum Exit {
     /// supervisor may still carry the request out (the message says what
     /// it may still be doing).
     TimedOut = 7,
+    /// `run`: workers crashed more often than `respawn_limit` allows;
+    /// handoff stopped gracefully (sockets closed) so that a container's
+    /// restart policy or the service manager sees the crash loop.
+    RespawnLimit = 8,
 }
 
 impl Exit {

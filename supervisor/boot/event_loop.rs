@@ -1,6 +1,7 @@
 //! The event loop: one event at a time, handled to the end, until a
 //! graceful stop has finished. Nothing polls: between events the
-//! supervisor sleeps.
+//! supervisor sleeps. It returns why handoff gave up, if it stopped on its
+//! own (`respawn_limit`).
 
 use crate::control::Stop;
 use crate::core::shutting_down;
@@ -16,7 +17,7 @@ pub async fn serve(
     mut signals: Signals,
     mut reaper: Reaper,
     mut inbox: Inbox,
-) {
+) -> Option<String> {
     // Pinged from the loop itself: a stuck loop stops the pings, and
     // systemd restarts the service.
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
@@ -78,6 +79,7 @@ pub async fn serve(
     // the sockets (removing the unix socket files handoff created) and the
     // runtime directory, before anyone hears that the stop is done.
     let Supervisor { core, fx, .. } = sup;
+    let gave_up = core.gave_up().map(str::to_string);
     let waiters = core.into_stop_waiters();
     drop(fx);
     for w in waiters {
@@ -92,6 +94,7 @@ pub async fn serve(
         })
         .await;
     tracing::info!("stopped");
+    gave_up
 }
 
 /// Waits for the next tick of an optional interval (forever without one).

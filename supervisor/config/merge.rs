@@ -294,6 +294,7 @@ pub(super) fn finish(
         listen_pid,
         sockets_nonblocking,
         preload,
+        respawn_limit: flags.respawn_limit.or(file_program.respawn_limit),
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

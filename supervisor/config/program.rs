@@ -85,6 +85,20 @@ pub struct ProgramSpec {
     /// (`supervisor/preload.rs`).
     #[serde(default)]
     pub preload: bool,
+    /// Stop (and exit non-zero) when workers crash more often than this.
+    #[serde(default)]
+    pub respawn_limit: Option<RespawnLimit>,
+}
+
+/// `respawn_limit = { count = 5, within = "60s" }`: at most `count`
+/// respawns of crashed workers within any `within`; the crash that would
+/// need one more stops handoff, so that a container's restart policy and
+/// alerting see the crash loop rather than a supervisor that retries in
+/// silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RespawnLimit {
+    pub count: u32,
+    pub within: Duration,
 }
 
 fn yes() -> bool {
@@ -188,6 +202,8 @@ pub struct ProgramSettings {
     pub listen_pid: Option<ListenPid>,
     pub sockets_nonblocking: Option<bool>,
     pub preload: Option<bool>,
+    #[serde(default)]
+    pub respawn_limit: Option<RespawnLimit>,
 }
 
 /// The `ready` key.

@@ -47,6 +47,7 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
     "listen_pid",
     "sockets_nonblocking",
     "preload",
+    "respawn_limit",
 ];
 
 /// A document's keys, each with its place and its value's place, and

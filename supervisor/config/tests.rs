@@ -267,6 +267,7 @@ fn durations_and_signals() {
 mod handover;
 mod preload;
 mod protocol;
+mod respawn_limit;
 
 #[test]
 fn a_ready_command_naming_an_unknown_socket_is_an_error_at_its_line() {

@@ -102,6 +102,11 @@ fn start(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Handoff {
         .arg("--")
         .arg(server_leaving_orphans(dir))
         .env("HANDOFF_LOG", "debug")
+        // A runtime directory of its own: its name carries handoff's pid,
+        // and as a namespace's init that is 1 for every test at once, which
+        // another handoff sharing /tmp takes for a gone supervisor's and
+        // removes (noted in the report; a container has its own /tmp).
+        .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null());
     let mut h = Handoff::spawn(cmd, dir);
     h.wait_generation(1);
@@ -217,4 +222,152 @@ fn as_a_subreaper_the_orphans_of_the_server_are_reaped() {
     let (code, out, err) = client(&["stop", "--control", h.control.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(h.wait_exit().code(), Some(0), "{}", h.log());
+}
+
+/// A server that exits at once, under `respawn_limit = { count = 2 }`:
+/// respawned exactly twice, then handoff stops and exits with its own code
+/// (8) and says why, so that a container's restart policy sees the crash
+/// loop. Without the limit it would retry for ever.
+#[test]
+fn a_crash_loop_past_respawn_limit_stops_handoff_with_its_exit_code() {
+    let dir = temp_dir();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n\
+         [program]\ncommand = [\"/bin/sh\", \"-c\", \"exit 3\"]\n\
+         respawn_backoff = \"10ms\"\nrespawn_backoff_max = \"20ms\"\n\
+         respawn_limit = { count = 2, within = \"60s\" }\n",
+    )
+    .expect("write the config");
+    let mut cmd = Command::new(handoff_bin());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--control")
+        .arg(dir.path().join("control.sock"))
+        .env("HANDOFF_LOG", "debug")
+        .stdin(Stdio::null());
+    let mut h = Handoff::spawn(cmd, dir.path());
+    let status = h.wait_exit();
+    let log = h.log();
+    assert_eq!(
+        status.code(),
+        Some(8),
+        "the respawn_limit exit code; log:\n{log}"
+    );
+    assert_eq!(
+        log.matches(" respawned").count(),
+        2,
+        "respawned up to the limit, not past it; log:\n{log}"
+    );
+    assert!(
+        log.contains("handoff: workers crashed 3 times within 1m (respawn_limit"),
+        "the reason, as handoff's last word; log:\n{log}"
+    );
+}
+
+fn container_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/container")
+        .join(name)
+}
+
+/// The image builds (the build also runs `handoff check` on its config),
+/// where a Docker daemon answers; skipped with a message elsewhere.
+#[test]
+fn the_container_image_builds() {
+    let daemon = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !daemon {
+        eprintln!("skipped: no Docker daemon here (`docker info` fails)");
+        return;
+    }
+    let out = Command::new("docker")
+        .args(["build", "-q", "-f"])
+        .arg(container_file("Dockerfile"))
+        .args(["-t", "handoff-hello:test"])
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "docker build: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Kubernetes example parses as YAML (without kubectl: python3's yaml
+/// module; skipped with a message where it is missing), its ConfigMap's
+/// config is the image's own and is valid, and the pod's grace period
+/// outlasts the drain, or the kubelet's SIGKILL would cut it short.
+#[test]
+fn the_kubernetes_example_parses_and_outlasts_the_drain() {
+    let has_yaml = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_yaml {
+        eprintln!("skipped: no python3 with the yaml module here");
+        return;
+    }
+    let script = r#"
+import sys, yaml
+docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1]))}
+pod = docs["Deployment"]["spec"]["template"]["spec"]
+assert "preStop" not in str(pod), "no preStop: SIGTERM is the graceful stop"
+print(pod["terminationGracePeriodSeconds"])
+sys.stdout.write(docs["ConfigMap"]["data"]["handoff.toml"])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(container_file("k8s.yaml"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "k8s.yaml: {}{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (grace, config) = stdout.split_once('\n').expect("two parts");
+    let image_config =
+        std::fs::read_to_string(container_file("handoff.toml")).expect("read handoff.toml");
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        settings(config),
+        settings(&image_config),
+        "the ConfigMap's config is the image's config/container/handoff.toml"
+    );
+    let drain = config
+        .lines()
+        .find_map(|l| l.strip_prefix("drain_timeout = "))
+        .expect("a drain_timeout");
+    let drain = handoff::config::parse_duration(drain.trim_matches('"')).expect("a duration");
+    let grace: u64 = grace.trim().parse().expect("a number of seconds");
+    assert!(
+        Duration::from_secs(grace) > drain,
+        "terminationGracePeriodSeconds {grace} must outlast drain_timeout {drain:?}"
+    );
+    let (code, out, err) = client(&[
+        "check",
+        "--skip-program-check",
+        container_file("handoff.toml").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
 }

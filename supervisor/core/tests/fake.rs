@@ -269,6 +269,7 @@ pub fn spec(workers: usize) -> ProgramSpec {
         listen_pid: crate::config::ListenPid::Child,
         sockets_nonblocking: false,
         preload: false,
+        respawn_limit: None,
     }
 }
 
