@@ -70,11 +70,6 @@ pub fn reaped(pid: u32) {
     }
 }
 
-/// Whether `pid` is a registered child (for tests).
-pub fn is_owned(pid: u32) -> bool {
-    owned().as_ref().is_some_and(|set| set.contains(&pid))
-}
-
 /// SIGCHLD and the timer that wake the reaper.
 pub struct Reaper {
     sigchld: tokio::signal::unix::Signal,
