@@ -17,6 +17,7 @@ use crate::control::{ControlBindError, ControlServer};
 use crate::core::{error, CoreSnapshot, LaunchError};
 use crate::engine::{log_socket, ControlInfo, Inbox, Parts, Source, Supervisor};
 use crate::protocol::{self, ErrorKind, Response};
+use crate::reaper::Reaper;
 use crate::runtime_dir::RuntimeDir;
 use crate::signals::Signals;
 use crate::sockets::{BindError, BoundSocket};
@@ -39,6 +40,18 @@ pub enum RunError {
     Adopt(#[source] AdoptError),
     #[error("cannot take over after an upgrade: {0}")]
     Resume(String),
+    /// Not a failure to start: the server kept crashing, and handoff
+    /// stopped as `respawn_limit` asks.
+    #[error("{0}")]
+    RespawnLimit(String),
+}
+
+/// How a graceful stop ended: asked for, or handoff gave up.
+fn stopped(gave_up: Option<String>) -> Result<(), RunError> {
+    match gave_up {
+        Some(message) => Err(RunError::RespawnLimit(message)),
+        None => Ok(()),
+    }
 }
 
 /// Binds the sockets, starts the first generation and supervises until a
@@ -49,6 +62,9 @@ pub async fn run(
     control_path: &Path,
 ) -> Result<(), RunError> {
     let signals = Signals::install().map_err(RunError::Signals)?;
+    // Before the first worker: its orphans must come to us, and each
+    // SIGCHLD be heard.
+    let reaper = Reaper::start().map_err(RunError::Signals)?;
     // Whoever started us may have blocked some of these (a parent that
     // blocked SIGTERM and forgot to unblock it before exec): they would stay
     // pending for ever, and `kill` could not stop us. (Ignored ones, as
@@ -89,8 +105,7 @@ pub async fn run(
     let mut sup =
         Supervisor::assemble(parts, &inbox).map_err(|e| RunError::Resume(e.to_string()))?;
     sup.core.start(&mut sup.fx).map_err(RunError::Start)?;
-    event_loop::serve(sup, signals, inbox).await;
-    Ok(())
+    stopped(event_loop::serve(sup, signals, reaper, inbox).await)
 }
 
 /// The config's sockets: adopted where a service manager passed them in
@@ -145,6 +160,7 @@ pub fn check(state: &Path) -> Result<String, upgrade::check::CheckError> {
 /// `handoff __resume STATE`: the new supervisor takes over and serves.
 pub async fn resume(path: &Path) -> Result<(), RunError> {
     let signals = Signals::install().map_err(RunError::Signals)?;
+    let reaper = Reaper::start().map_err(RunError::Signals)?;
     // The old supervisor blocked signals across the exec; handlers are in
     // place now, so let any that came meanwhile in.
     crate::sys::unblock_signals();
@@ -214,20 +230,27 @@ pub async fn resume(path: &Path) -> Result<(), RunError> {
         let _ = std::io::Write::write_all(stream, &protocol::encode(&answer));
     }
     drop(reply);
+    // The workers are the old supervisor's children, waited for here as
+    // they were there: not the reaper's.
+    crate::reaper::own(sup.core.workers().map(|w| w.pid));
     reap_strays(&sup);
-    event_loop::serve(sup, signals, inbox).await;
-    Ok(())
+    stopped(event_loop::serve(sup, signals, reaper, inbox).await)
 }
 
-/// Children of this process that are not workers were the old supervisor's
-/// own helpers (a readiness probe, or the upgrade check's binary, that ran
-/// at the exec): nothing here waits for them, so end and reap them rather
-/// than leave zombies.
+/// Children of this process in its own process group that are not
+/// workers were the old supervisor's own helpers (a readiness probe that
+/// ran at the exec): nothing here waits for them, so end and reap them
+/// rather than leave zombies. Other children are the servers' orphans
+/// (a subreaper inherits them, in their own groups): the reaper takes
+/// those when they exit; killing them would cut a drain short.
 fn reap_strays(sup: &Supervisor) {
     let workers: Vec<u32> = sup.core.workers().map(|w| w.pid).collect();
+    let ours = nix::unistd::getpgrp();
+    let in_our_group =
+        |pid: u32| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))) == Ok(ours);
     for pid in crate::sys::children()
         .into_iter()
-        .filter(|p| !workers.contains(p))
+        .filter(|&p| !workers.contains(&p) && in_our_group(p))
     {
         // SIGKILL ends it at once, so waiting for it here is brief.
         let _ = nix::sys::signal::kill(

@@ -497,6 +497,8 @@ impl RunArgs {
                     .as_ref()
                     .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())),
                 clear_env: self.clear_env.then_some(true),
+                // A file setting only: no flag.
+                respawn_limit: None,
             },
         })
     }

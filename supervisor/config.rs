@@ -42,8 +42,8 @@ pub use process::{
     parse_umask, show_limit, Credentials, Id, ProcessControls, Resource, Rlimit, INFINITY,
 };
 pub use program::{
-    ListenPid, ProgramSettings, ProgramSpec, Readiness, ReadyKind, Strategy, StrategyKind,
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,
+    ListenPid, ProgramSettings, ProgramSpec, Readiness, ReadyKind, RespawnLimit, Strategy,
+    StrategyKind, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT,
     DEFAULT_MIN_READY_TIME, DEFAULT_READY_DELAY, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT,
     DEFAULT_RESPAWN_BACKOFF, DEFAULT_RESPAWN_BACKOFF_MAX,
 };

@@ -73,6 +73,10 @@ pub struct Core {
     steering: Steering,
     /// Whether the `--preload` hint was given (once: `preload_hint.rs`).
     preload_hinted: bool,
+    /// When crashed workers were respawned, within `respawn_limit`'s
+    /// window, and why handoff gave up once past it (`workers.rs`).
+    respawns: std::collections::VecDeque<std::time::Instant>,
+    gave_up: Option<String>,
 }
 
 /// The numbers the core hands out; never reused.
@@ -150,6 +154,12 @@ impl Core {
     /// Stopping, and every worker is gone.
     pub fn is_finished(&self) -> bool {
         self.is_stopping() && self.draining.is_empty() && self.slots.is_empty()
+    }
+
+    /// Why handoff stopped on its own: workers crashed past
+    /// `respawn_limit`.
+    pub fn gave_up(&self) -> Option<&str> {
+        self.gave_up.as_deref()
     }
 
     /// A restart --drained is still waiting for old workers to exit.

@@ -144,6 +144,9 @@ impl Supervisor {
                 // would block otherwise); if even waiting failed, the core
                 // hears that.
                 let status = exited.and_then(|()| crate::sys::reap(pid));
+                if status.is_ok() {
+                    crate::reaper::reaped(pid);
+                }
                 self.core.on_worker(fx, id, WorkerEvent::Exited(status));
             }
             Event::Timer(timer) => self.core.on_timer(fx, timer),

@@ -37,6 +37,10 @@ pub enum Exit {
     /// `signal`: no worker is ready yet to take it (the first generation
     /// is starting, or every worker is being respawned); worth a retry.
     NotServing = 9,
+    /// `run`: workers crashed more often than `respawn_limit` allows;
+    /// handoff stopped gracefully (sockets closed) so that a container's
+    /// restart policy or the service manager sees the crash loop.
+    RespawnLimit = 10,
 }
 
 impl Exit {

@@ -38,7 +38,9 @@
 //!   (the signals handoff acts on; its private 0700 directory; its own log
 //!   through a bounded buffer, so a closed stderr neither kills nor stalls
 //!   it; the raw syscalls no crate wraps; the process groups a worker left
-//!   behind).
+//!   behind); `reaper`: the orphans a server leaves, which come to handoff
+//!   as a subreaper or a container's init, reaped without touching a child
+//!   someone else waits for.
 //! - `core`: the supervisor's state and every decision (restart batches,
 //!   rollback, coalescing, respawn with backoff, scale, reload, stop, the
 //!   phases of an upgrade, which generation's socket gets new connections
@@ -79,6 +81,7 @@ pub mod preload;
 pub mod program_kind;
 pub mod program_path;
 pub mod protocol;
+pub mod reaper;
 pub mod runtime_dir;
 pub mod signals;
 pub mod sockets;

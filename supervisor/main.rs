@@ -117,10 +117,7 @@ fn resume(check: bool, state: &Path) -> Exit {
     };
     match runtime.block_on(handoff::boot::resume(state)) {
         Ok(()) => Exit::Ok,
-        Err(e) => {
-            logging::error(e);
-            Exit::Setup
-        }
+        Err(e) => run_failed(e),
     }
 }
 
@@ -161,9 +158,16 @@ fn run(args: &RunArgs) -> Exit {
     };
     match runtime.block_on(handoff::boot::run(config, overrides, &control)) {
         Ok(()) => Exit::Ok,
-        Err(e) => {
-            logging::error(e);
-            Exit::Setup
-        }
+        Err(e) => run_failed(e),
     }
+}
+
+/// A supervisor that could not start, or gave up on a crashing server.
+fn run_failed(e: handoff::boot::RunError) -> Exit {
+    let exit = match e {
+        handoff::boot::RunError::RespawnLimit(_) => Exit::RespawnLimit,
+        _ => Exit::Setup,
+    };
+    logging::error(e);
+    exit
 }

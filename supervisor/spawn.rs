@@ -211,8 +211,8 @@ pub fn spawn(spec: &ProgramSpec, ctx: &ChildContext) -> Result<u32, SpawnError> 
         cmd.pre_exec(move || image.exec());
     }
     // std's Child neither kills nor reaps on drop: the pid stays ours to
-    // wait for.
-    cmd.spawn()
+    // wait for, and the reaper leaves it alone.
+    crate::reaper::spawn(|| cmd.spawn(), |child| Some(child.id()))
         .map(|child| child.id())
         .map_err(|source| SpawnError::Exec {
             program: args[0].clone(),

@@ -356,14 +356,110 @@ pub fn exec_keeping(
 }
 
 /// The pids of this process's children, from /proc (needs
-/// CONFIG_PROC_CHILDREN; empty without it).
+/// CONFIG_PROC_CHILDREN; empty without it), as this process names them.
+///
+/// Through /proc/self, not /proc/PID: in a pid namespace whose /proc was
+/// not remounted (`unshare --pid --fork` without `--mount-proc`), our pid
+/// (1) names another process there, and /proc speaks the pids of its own
+/// namespace. Each child's NSpid line then gives its pid at our level.
 pub fn children() -> Vec<u32> {
-    children_of(std::process::id())
+    let Some(level) = nspid("self").map(|ours| ours.len().saturating_sub(1)) else {
+        return Vec::new();
+    };
+    let listed = children_in("/proc/self/task");
+    if level == 0 {
+        return listed;
+    }
+    listed
+        .into_iter()
+        .filter_map(|pid| nspid(&pid.to_string())?.get(level).copied())
+        .collect()
+}
+
+/// The NSpid line of /proc/PROC/status: the process's pid in the
+/// namespace of this /proc, then in each nested one down to its own.
+fn nspid(proc: &str) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{proc}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|p| p.parse().ok()).collect()
+}
+
+/// Becomes a child subreaper: orphaned descendants are reparented to this
+/// process rather than to init. Kept across exec (an upgrade), not
+/// inherited by children.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) sets a flag of this process;
+    // it reads no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps child `pid` if it has exited, without waiting: `None` while it
+/// runs.
+pub fn reap_if_exited(pid: u32) -> io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let raw_pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into `status`.
+        let reaped = unsafe { libc::waitpid(raw_pid, &mut status, libc::WNOHANG) };
+        if reaped == raw_pid {
+            return Ok(Some(std::process::ExitStatus::from_raw(status)));
+        }
+        if reaped == 0 {
+            return Ok(None);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether `pid` is still a child of this process (running, or exited and
+/// not reaped yet), as the kernel says: it neither waits nor reaps.
+pub fn is_child(pid: u32) -> bool {
+    let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: a siginfo_t is plain data, so all zeros is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waitid writes one siginfo_t into `info`; WNOWAIT leaves
+        // the child waitable, WNOHANG returns at once.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                raw_pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return true;
+        }
+        // ECHILD: not our child; anything but EINTR: say it is, and let a
+        // later pass ask again (forgetting a live child would be worse).
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return false,
+            _ => return true,
+        }
+    }
 }
 
 /// The pids of process `pid`'s children, likewise.
 pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    children_in(&format!("/proc/{pid}/task"))
+}
+
+/// The children listed under a /proc task directory, every thread's.
+fn children_in(tasks: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(tasks) else {
         return Vec::new();
     };
     tasks

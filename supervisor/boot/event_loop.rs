@@ -1,16 +1,23 @@
 //! The event loop: one event at a time, handled to the end, until a
 //! graceful stop has finished. Nothing polls: between events the
-//! supervisor sleeps.
+//! supervisor sleeps. It returns why handoff gave up, if it stopped on its
+//! own (`respawn_limit`).
 
 use crate::control::Stop;
 use crate::core::shutting_down;
 use crate::engine::{Event, Inbox, Supervisor};
 use crate::protocol::Response;
+use crate::reaper::{self, Reaper};
 use crate::signals::{Received, Signals};
 use crate::systemd;
 use crate::upgrade::hand_over;
 
-pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) {
+pub async fn serve(
+    mut sup: Supervisor,
+    mut signals: Signals,
+    mut reaper: Reaper,
+    mut inbox: Inbox,
+) -> Option<String> {
     // Pinged from the loop itself: a stuck loop stops the pings, and
     // systemd restarts the service.
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
@@ -60,6 +67,9 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
                 }
             }
             _ = tick(&mut watchdog) => sup.manager.watchdog(),
+            () = reaper.due() => {
+                reaper::reap_orphans();
+            }
         }
         sup.report_to_manager();
         // A reload may have added some.
@@ -73,6 +83,7 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
     // the sockets (removing the unix socket files handoff created) and the
     // runtime directory, before anyone hears that the stop is done.
     let Supervisor { core, fx, .. } = sup;
+    let gave_up = core.gave_up().map(str::to_string);
     let waiters = core.into_stop_waiters();
     drop(fx);
     for w in waiters {
@@ -87,6 +98,7 @@ pub async fn serve(mut sup: Supervisor, mut signals: Signals, mut inbox: Inbox) 
         })
         .await;
     tracing::info!("stopped");
+    gave_up
 }
 
 /// Waits for the next tick of an optional interval (forever without one).

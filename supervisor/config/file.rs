@@ -153,6 +153,15 @@ struct RawProgram {
     rlimits: Option<Spanned<RawEntries<toml::Value>>>,
     env_file: Option<Spanned<String>>,
     clear_env: Option<Spanned<bool>>,
+    respawn_limit: Option<Spanned<RawRespawnLimit>>,
+}
+
+/// `respawn_limit = { count = 5, within = "60s" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRespawnLimit {
+    count: Spanned<i64>,
+    within: Spanned<String>,
 }
 
 /// `[program.env]` (or `env = { ... }`), in file order, each name and value
@@ -467,6 +476,39 @@ fn program_from_raw(
     p.respawn_backoff_max = duration(&raw.respawn_backoff_max, "respawn_backoff_max");
     p.handover_settle = duration(&raw.handover_settle, "handover_settle");
     p.handover_timeout = duration(&raw.handover_timeout, "handover_timeout");
+    if let Some(limit) = &raw.respawn_limit {
+        out.keys.insert("respawn_limit", src.at(limit.span().start));
+        let limit = limit.get_ref();
+        let count = match u32::try_from(*limit.count.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.push(src.error(
+                    &limit.count,
+                    "respawn_limit: count must be a whole number above zero (leave respawn_limit out for no limit)",
+                ));
+                None
+            }
+        };
+        let within = match parse_duration(limit.within.get_ref()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                errors.push(src.error(&limit.within, "respawn_limit: within must be above zero"));
+                None
+            }
+            Err(e) => {
+                errors.push(src.error(&limit.within, format!("respawn_limit: within: {e}")));
+                None
+            }
+        };
+        match (count, within) {
+            (Some(count), Some(within)) => {
+                p.respawn_limit = Some(crate::config::RespawnLimit { count, within })
+            }
+            _ => {
+                refused.insert("respawn_limit");
+            }
+        }
+    }
     if let Some(sig) = &raw.stop_signal {
         match parse_signal(sig.get_ref()) {
             Ok(s) => p.stop_signal = Some(s),

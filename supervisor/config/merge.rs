@@ -312,6 +312,7 @@ pub(super) fn finish(
             env_file,
             clear_env: flags.clear_env.or(file_program.clear_env).unwrap_or(false),
         },
+        respawn_limit: flags.respawn_limit.or(file_program.respawn_limit),
     };
     let batch = flags.batch.or(file_program.batch);
     let program = match flags.strategy.or(file_program.strategy) {

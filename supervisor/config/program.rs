@@ -89,6 +89,20 @@ pub struct ProgramSpec {
     /// `user`, `group`, `umask`, `rlimits`, `env_file`, `clear_env`.
     #[serde(default)]
     pub controls: ProcessControls,
+    /// Stop (and exit non-zero) when workers crash more often than this.
+    #[serde(default)]
+    pub respawn_limit: Option<RespawnLimit>,
+}
+
+/// `respawn_limit = { count = 5, within = "60s" }`: at most `count`
+/// respawns of crashed workers within any `within`; the crash that would
+/// need one more stops handoff, so that a container's restart policy and
+/// alerting see the crash loop rather than a supervisor that retries in
+/// silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RespawnLimit {
+    pub count: u32,
+    pub within: Duration,
 }
 
 fn yes() -> bool {
@@ -201,6 +215,8 @@ pub struct ProgramSettings {
     /// current one), so that a reload reads the same file.
     pub env_file: Option<PathBuf>,
     pub clear_env: Option<bool>,
+    #[serde(default)]
+    pub respawn_limit: Option<RespawnLimit>,
 }
 
 /// The `ready` key.

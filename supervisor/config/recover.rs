@@ -74,6 +74,7 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
     "rlimits",
     "env_file",
     "clear_env",
+    "respawn_limit",
 ];
 
 /// A document's keys, each with its place and its value's place, and

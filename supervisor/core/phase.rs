@@ -109,4 +109,6 @@ pub enum StopCause {
     Request,
     /// SIGTERM or SIGINT. A second one while stopping kills what is left.
     Signal(Signal),
+    /// Workers crashed past `respawn_limit`.
+    RespawnLimit,
 }

@@ -173,6 +173,7 @@ impl Core {
         match cause {
             StopCause::Request => tracing::info!("stop requested: stopping gracefully"),
             StopCause::Signal(signal) => tracing::info!("{signal}: stopping gracefully"),
+            StopCause::RespawnLimit => tracing::info!("respawn_limit: stopping gracefully"),
         }
         match std::mem::take(&mut self.phase) {
             Phase::Rolling { rollout, queued } => {

@@ -267,6 +267,8 @@ impl Core {
             },
             last_failure: snapshot.last_failure.clone(),
             preload_hinted: false,
+            respawns: Default::default(),
+            gave_up: None,
             steering: Steering::from_groups(
                 snapshot
                     .steering

@@ -11,7 +11,8 @@ use nix::sys::signal::Signal;
 use super::preload_hint::preload_hint;
 use super::slot::{Occupant, Respawn};
 use super::{
-    kill_worker, Core, Effects, Generation, Leftover, Place, Timer, WorkerId, WorkerState,
+    kill_worker, Core, Effects, Generation, Leftover, Place, StopCause, Timer, WorkerId,
+    WorkerState,
 };
 use crate::config::Readiness;
 use crate::notify::Notice;
@@ -156,7 +157,11 @@ impl Core {
                     unreachable!("located as the slot's running worker")
                 };
                 self.check_sockets(fx);
-                if self.serving_ready {
+                if let Some(message) = self.past_respawn_limit(now, &spec) {
+                    tracing::error!("{worker} {why}; {message}");
+                    self.gave_up = Some(message);
+                    self.stop(fx, None, StopCause::RespawnLimit);
+                } else if self.serving_ready {
                     tracing::warn!("{worker} {why}; respawning in {}", ms(delay));
                 } else {
                     // The documented choice for a first generation that
@@ -177,6 +182,32 @@ impl Core {
             self.preload_hinted = true;
             tracing::warn!("{hint}");
         }
+    }
+
+    /// Counts a crashed worker's respawn against `respawn_limit`, and says
+    /// why handoff gives up when this one is past it. Only workers of the
+    /// serving generation count (`Place::Active`): a restart's new worker
+    /// that dies is rolled back while the old generation serves.
+    fn past_respawn_limit(
+        &mut self,
+        now: std::time::Instant,
+        spec: &crate::config::ProgramSpec,
+    ) -> Option<String> {
+        let limit = spec.respawn_limit?;
+        self.respawns
+            .retain(|&at| now.saturating_duration_since(at) < limit.within);
+        if self.respawns.len() < limit.count as usize {
+            self.respawns.push_back(now);
+            return None;
+        }
+        Some(format!(
+            "workers crashed {} times within {} (respawn_limit = {{ count = {}, within = \"{}\" }}): \
+             handoff stops, so that whatever runs it (a container's restart policy, systemd) sees the crash loop",
+            limit.count + 1,
+            humantime::format_duration(limit.within),
+            limit.count,
+            humantime::format_duration(limit.within),
+        ))
     }
 
     /// Arms a respawn of `slot` and returns its delay (exponential backoff,

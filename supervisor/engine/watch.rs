@@ -210,7 +210,19 @@ async fn probe(
                 controls.apply()
             });
         }
-        match cmd.status().await {
+        // Registered: tokio waits for it, not the reaper.
+        let status = match crate::reaper::spawn(|| cmd.spawn(), tokio::process::Child::id) {
+            Ok(mut child) => {
+                let pid = child.id();
+                let status = child.wait().await;
+                if let (Ok(_), Some(pid)) = (&status, pid) {
+                    crate::reaper::reaped(pid);
+                }
+                status
+            }
+            Err(e) => Err(e),
+        };
+        match status {
             Ok(s) if s.success() => return report(),
             Ok(s) => tracing::debug!("ready probe for pid {pid}: {}", crate::describe_exit(&s)),
             Err(e) => tracing::warn!("ready probe `{}` cannot run: {e}", command[0]),

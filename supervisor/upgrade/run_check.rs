@@ -194,10 +194,15 @@ pub async fn run_check(
 ) -> Result<CheckOutput, CheckError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut cmd = command(binary, args, fds)?;
-    let mut child = cmd.spawn().map_err(|source| CheckError::Start {
-        binary: binary.to_path_buf(),
-        source,
-    })?;
+    // Registered, so that the reaper leaves it to tokio.
+    let mut child =
+        crate::reaper::spawn(|| cmd.spawn(), tokio::process::Child::id).map_err(|source| {
+            CheckError::Start {
+                binary: binary.to_path_buf(),
+                source,
+            }
+        })?;
+    let pid = child.id();
     // The Command holds our duplicates of the fds: the child has its own.
     drop(cmd);
     let mut out = child.stdout.take().expect("stdout is piped");
@@ -234,6 +239,9 @@ pub async fn run_check(
         binary: binary.to_path_buf(),
         source,
     })?;
+    if let Some(pid) = pid {
+        crate::reaper::reaped(pid);
+    }
     // Whatever the check wrote before it exited is in the pipes now. Read
     // it without waiting for the end of the stream, which a process it
     // left behind could hold off forever.

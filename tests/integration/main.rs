@@ -12,6 +12,7 @@ mod load;
 mod child_protocol;
 mod cli;
 mod config_errors;
+mod containers;
 mod extras;
 mod gunicorn;
 mod preload;

@@ -277,6 +277,7 @@ pub fn spec(workers: usize) -> ProgramSpec {
         sockets_nonblocking: false,
         preload: false,
         controls: Default::default(),
+        respawn_limit: None,
     }
 }
 
