@@ -19,11 +19,11 @@ use std::time::Duration;
 use handoff::control::{call_within, ClientError};
 use handoff::protocol::{encode, ErrorKind, Request, Response};
 
+use crate::harness::eventually;
 use crate::harness::{
     client, example, get_from_generation, handoff_bin, installed_copy, start_installed, temp_dir,
     write_executable, Handoff,
 };
-use crate::wait::eventually;
 
 /// The --timeout of the clients that must be answered while the slow part
 /// is held: ample for an answer on a loaded machine, short enough that a

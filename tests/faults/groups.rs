@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use crate::harness::eventually;
 use crate::harness::{client, example, restart, temp_dir, write_executable, Handoff};
-use crate::wait::eventually;
 
 /// Whether `pid` runs (a zombie does not: it holds no fd).
 fn alive(pid: u32) -> bool {

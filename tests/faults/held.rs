@@ -19,12 +19,12 @@ use nix::unistd::Pid;
 
 use handoff::protocol::{Request, Response};
 
+use crate::harness::eventually;
 use crate::harness::{
     client, example, get, get_from_generation, handoff_bin, restart, run_command, serve_hello,
     serve_hello_script, temp_dir, write_executable, write_script, Handoff, DEADLINE,
 };
 use crate::load::Load;
-use crate::wait::eventually;
 
 // ---- what every test checks -------------------------------------------
 

@@ -17,7 +17,6 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../integration/load.rs"]
 mod load;
-mod wait;
 
 mod busy_loop;
 mod config_sources;

@@ -2,18 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::harness::{client, example, handoff_bin, temp_dir, Handoff};
-
-/// `unshare` makes a pid namespace only for root (or with user
-/// namespaces); elsewhere the test says so and passes.
-fn can_unshare() -> bool {
-    Command::new("unshare")
-        .args(["--pid", "--fork", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use crate::harness::{can_unshare, client, example, handoff_bin, temp_dir, Handoff};
 
 /// `stop` waited for the pid the supervisor reported, its pid in its own
 /// namespace (1), which is another process (the real init) from the

@@ -5,8 +5,8 @@ use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::path::Path;
 
+use crate::harness::eventually;
 use crate::harness::{client, example, get, temp_dir, Handoff};
-use crate::wait::eventually;
 
 fn write_config(path: &Path, sockets: &str) {
     let text = format!(

@@ -5,39 +5,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use handoff::sys::children_of;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    client, example, handoff_bin, restart, temp_dir, write_executable, Handoff, DEADLINE,
+    can_unshare, client, eventually, example, handoff_bin, restart, temp_dir, write_executable,
+    Handoff,
 };
-
-/// `unshare` makes a pid namespace only for root (or with user
-/// namespaces); elsewhere a test says so and passes.
-fn can_unshare() -> bool {
-    Command::new("unshare")
-        .args(["--pid", "--fork", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Waits until `cond` holds, with a back-off between checks (not a
-/// synchronisation: the condition decides), and panics naming `what` after
-/// `DEADLINE`.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    let mut pause = Duration::from_millis(1);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        std::thread::park_timeout(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
 
 /// `(comm, state)` of process `pid`, from /proc/PID/stat.
 fn comm_and_state(pid: u32) -> Option<(String, char)> {

@@ -409,3 +409,29 @@ pub fn write_executable(path: &Path, content: &str) {
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
     std::fs::rename(&tmp, path).expect("replace script");
 }
+
+/// Waits until `cond` holds, checking again each time it does not, and
+/// panics naming `what` after `DEADLINE`. For conditions no log line
+/// announces (a port refused, a process gone, a queue's length): the pause
+/// between checks is a back-off that keeps the check from spinning, not a
+/// synchronisation; the condition decides.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut pause = Duration::from_millis(1);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
+        std::thread::park_timeout(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// `unshare` makes a pid namespace only for root (or with user
+/// namespaces); elsewhere a test says so and passes.
+pub fn can_unshare() -> bool {
+    Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

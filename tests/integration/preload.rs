@@ -167,24 +167,27 @@ fn assert_lost_nothing(h: &Handoff, tally: &Tally, pids: &[u32]) {
     );
 }
 
-/// http.server's answers, and its line for each generation: the server
-/// bound the port itself (the line comes from getsockname() after bind).
-fn assert_each_http_server_served(h: &Handoff, tally: &Tally) {
+/// Every answer came from the server (`body` starts each), and each
+/// generation printed `said` followed by the held port: it bound the port
+/// itself (the line comes from getsockname() after the bind).
+fn assert_each_generation_served(h: &Handoff, tally: &Tally, body: &str, said: &str) {
     assert!(
-        tally.bodies.keys().all(|b| b == "hello from http.server\n"),
+        tally.bodies.keys().all(|b| b.starts_with(body)),
         "{:?}",
         tally.bodies
     );
-    let serving = format!(
-        "Serving HTTP on 127.0.0.1 port {} ",
-        port_of(&h.addr("http"))
-    );
-    let count = h.log().matches(&serving).count() as u64;
-    assert_eq!(
-        count,
-        RESTARTS + 1,
-        "{serving:?} per generation\n{}",
-        h.log()
+    let line = format!("{said} {}", port_of(&h.addr("http")));
+    let count = h.log().matches(&line).count() as u64;
+    assert_eq!(count, RESTARTS + 1, "{line:?} per generation\n{}", h.log());
+}
+
+/// http.server's answers, and its line for each generation.
+fn assert_each_http_server_served(h: &Handoff, tally: &Tally) {
+    assert_each_generation_served(
+        h,
+        tally,
+        "hello from http.server\n",
+        "Serving HTTP on 127.0.0.1 port",
     );
 }
 
@@ -218,24 +221,11 @@ fn a_node_server_binding_its_own_port_restarts_under_load_losing_nothing() {
     let mut h = run_preloaded(dir.path(), "tcp://127.0.0.1:0", &[], &command);
     let (tally, pids) = restarts_under_load(&mut h, CLEAN_EXIT);
     assert_lost_nothing(&h, &tally, &pids);
-    assert!(
-        tally
-            .bodies
-            .keys()
-            .all(|b| b.starts_with("hello from node ")),
-        "{:?}",
-        tally.bodies
-    );
-    let listening = format!(
-        "node listening on 127.0.0.1 port {}",
-        port_of(&h.addr("http"))
-    );
-    let count = h.log().matches(&listening).count() as u64;
-    assert_eq!(
-        count,
-        RESTARTS + 1,
-        "{listening:?} per generation\n{}",
-        h.log()
+    assert_each_generation_served(
+        &h,
+        &tally,
+        "hello from node ",
+        "node listening on 127.0.0.1 port",
     );
 }
 

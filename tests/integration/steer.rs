@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
 
 use handoff::protocol::{GenerationSocket, Status};
 use nix::sys::signal::{kill, Signal};
@@ -16,24 +15,10 @@ use nix::unistd::Pid;
 
 use crate::activator::activate;
 use crate::harness::{
-    client, example, get, get_from_generation, installed_copy, restart, run_command, temp_dir,
-    write_executable, write_script, Handoff, DEADLINE,
+    client, eventually, example, get, get_from_generation, installed_copy, restart, run_command,
+    temp_dir, write_executable, write_script, Handoff, DEADLINE,
 };
 use crate::load::Load;
-
-/// Waits until `cond` holds, checking again each time it does not, and
-/// panics naming `what` after DEADLINE. For what no log line announces (a
-/// queue's length, a socket gone from a group): the pause between checks
-/// only keeps the check from spinning, the condition decides.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    let mut pause = Duration::from_millis(1);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        std::thread::park_timeout(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
 
 /// `net.ipv4.tcp_migrate_req`, read (never written): whether a listener
 /// that leaves its group hands its queue to another one. A kernel without
@@ -205,13 +190,13 @@ fn a_hung_old_generation_strands_only_what_was_queued_before_the_switch() {
     kill(Pid::from_raw(hung as i32), Signal::SIGSTOP).expect("stop generation 1");
 
     let stranded: Vec<TcpStream> = (0..QUEUED).map(|_| send_request(&addr)).collect();
-    wait_until("the requests wait in generation 1's queue", || {
+    eventually("the requests wait in generation 1's queue", || {
         member_of(&h.status(), "http", 1).and_then(|m| m.queued) == Some(QUEUED as u32)
     });
 
     let control = h.control.to_str().expect("utf-8").to_string();
     let restarting = std::thread::spawn(move || client(&["restart", "--control", &control]));
-    wait_until("new connections go to generation 2", || {
+    eventually("new connections go to generation 2", || {
         member_of(&h.status(), "http", 2).and_then(|m| m.share) == Some(100)
     });
     // Generation 1 still hangs (handover_timeout has 1 s to run at most):
@@ -350,7 +335,7 @@ fn an_upgrade_between_restarts_keeps_the_steered_sockets() {
     // The lingering generation goes: its socket leaves the group, the
     // other stays.
     kill(Pid::from_raw(draining[0] as i32), Signal::SIGKILL).expect("kill generation 4");
-    wait_until("generation 4's socket leaves the group", || {
+    eventually("generation 4's socket leaves the group", || {
         members(&h.status(), "http").len() == 1
     });
     let left = listeners_held(supervisor, port);
@@ -363,7 +348,7 @@ fn an_upgrade_between_restarts_keeps_the_steered_sockets() {
         restart_ok(&h);
         load.wait_for_more(100);
     }
-    wait_until("every retired generation is gone", || {
+    eventually("every retired generation is gone", || {
         h.status().workers.iter().all(|w| w.state == "ready")
     });
     let tally = load.stop();
@@ -442,7 +427,7 @@ fn status_json_shows_each_generations_socket_and_why_a_socket_is_shared() {
         .and_then(|w| w.pid)
         .expect("generation 1 drains");
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).expect("kill generation 1");
-    wait_until("generation 1's socket leaves", || {
+    eventually("generation 1's socket leaves", || {
         json()["sockets"][0]["generations"]
             == serde_json::json!([{"generations": [2], "queued": 0, "share": 100}])
     });
@@ -552,7 +537,7 @@ fn datagrams_sent_after_a_restart_reach_the_new_generations_socket() {
         let client = UdpSocket::bind("127.0.0.1:0").expect("bind a client");
         client.send_to(b"ping", &dns).expect("send");
     }
-    wait_until("a datagram waits on generation 2's socket", || {
+    eventually("a datagram waits on generation 2's socket", || {
         member_of(&h.status(), "dns", 2).and_then(|m| m.queued) == Some(1)
     });
     let status = h.status();
@@ -670,7 +655,7 @@ fn an_activators_socket_keeps_listening_for_the_activator_through_restarts() {
     assert_eq!(h.status().sockets[0].handover, "steer");
     for g in 2..=3u64 {
         restart_ok(&h);
-        wait_until(&format!("generation {} gone", g - 1), || {
+        eventually(&format!("generation {} gone", g - 1), || {
             workers(&h.status()).iter().all(|(_, gen, _)| *gen == g)
         });
         assert!(

@@ -20,8 +20,6 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../integration/load.rs"]
 mod load;
-#[path = "../faults/wait.rs"]
-mod wait;
 
 mod procs;
 

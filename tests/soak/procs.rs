@@ -3,8 +3,8 @@
 
 use handoff::protocol::{Request, Response};
 
+use crate::harness::eventually;
 use crate::harness::Handoff;
-use crate::wait::eventually;
 
 /// How many fds `pid` has open.
 pub fn fd_count(pid: u32) -> usize {
