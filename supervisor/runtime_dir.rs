@@ -15,11 +15,13 @@
 //! through, not list: every other file stays 0600 and the supervisor's.
 //!
 //! A supervisor killed with SIGKILL leaves its directory behind. The
-//! directory's name says which process made it, `handoff-PID-START-XXXXXX`
+//! directory's name says which process made it, `handoff-PID-START-NS-XXXXXX`
 //! (START: the process's start time, which an upgrade's exec keeps and a
-//! reused pid does not share), so the next supervisor to start in the same
-//! base removes the directories of this user whose supervisor is gone, and
-//! never a live one's.
+//! reused pid does not share; NS: its pid namespace's inode), so the next
+//! supervisor to start in the same base removes the directories of this
+//! user whose supervisor is gone, and never a live one's, nor one of
+//! another pid namespace (PID 1 of a container that shares the base),
+//! whose pid means nothing here.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions, Permissions};
@@ -61,7 +63,11 @@ impl RuntimeDir {
         // Created 0700 & ~umask: never more than the owner's, so there is
         // no moment when another user could put a file in it.
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{PREFIX}{pid}-{}-", start.unwrap_or(0)))
+            .prefix(&format!(
+                "{PREFIX}{pid}-{}-{}-",
+                start.unwrap_or(0),
+                pid_namespace().unwrap_or(0)
+            ))
             .rand_bytes(RANDOM_CHARS)
             .permissions(Permissions::from_mode(0o700))
             .tempdir_in(&base)
@@ -137,10 +143,19 @@ fn remove_stale(base: &Path) {
         return;
     };
     let uid = nix::unistd::geteuid().as_raw();
+    let namespace = pid_namespace();
     for entry in entries.filter_map(Result::ok) {
-        let Some((pid, start)) = parse_name(&entry.file_name()) else {
+        let Some(Made { pid, start, ns }) = parse_name(&entry.file_name()) else {
             continue;
         };
+        // A supervisor of another pid namespace (a container sharing this
+        // directory, a handoff that is PID 1 there): its pid means nothing
+        // here, so whether it lives cannot be told, and it must be left
+        // alone. (The name of a handoff from before the namespace was in
+        // it has none.)
+        if ns.is_some_and(|ns| Some(ns) != namespace) {
+            continue;
+        }
         let path = entry.path();
         // lstat: a symlink is neither a directory nor followed.
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -163,22 +178,49 @@ fn remove_stale(base: &Path) {
     }
 }
 
-/// `handoff-PID-START-XXXXXX` → (PID, START); anything else → None.
-fn parse_name(name: &OsStr) -> Option<(u32, u64)> {
+/// What a runtime directory's name says of the supervisor that made it.
+#[derive(Debug, PartialEq, Eq)]
+struct Made {
+    pid: u32,
+    start: u64,
+    /// Its pid namespace's inode (None in the name of an older handoff).
+    ns: Option<u64>,
+}
+
+/// `handoff-PID-START-NS-XXXXXX` (or, from an older handoff,
+/// `handoff-PID-START-XXXXXX`); anything else → None.
+fn parse_name(name: &OsStr) -> Option<Made> {
     let rest = name.to_str()?.strip_prefix(PREFIX)?;
-    let mut parts = rest.splitn(3, '-');
-    let pid = parts.next()?;
-    let start = parts.next()?;
-    let random = parts.next()?;
+    let parts: Vec<&str> = rest.split('-').collect();
+    let (pid, start, ns, random) = match parts[..] {
+        [pid, start, ns, random] => (pid, start, Some(ns), random),
+        [pid, start, random] => (pid, start, None, random),
+        _ => return None,
+    };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(pid)
         || !digits(start)
+        || !ns.is_none_or(digits)
         || random.len() != RANDOM_CHARS
         || !random.bytes().all(|b| b.is_ascii_alphanumeric())
     {
         return None;
     }
-    Some((pid.parse().ok()?, start.parse().ok()?))
+    Some(Made {
+        pid: pid.parse().ok()?,
+        start: start.parse().ok()?,
+        ns: match ns {
+            Some(ns) => Some(ns.parse().ok()?),
+            None => None,
+        },
+    })
+}
+
+/// The inode of this process's pid namespace: two supervisors with the
+/// same pid in different namespaces (PID 1 of two containers) are told
+/// apart by it.
+fn pid_namespace() -> Option<u64> {
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
 }
 
 /// Whether the process that made a directory still runs. When in doubt
@@ -229,8 +271,14 @@ mod tests {
 
     #[test]
     fn parses_only_the_exact_name() {
-        let p = |s: &str| parse_name(OsStr::new(s));
-        assert_eq!(p("handoff-123-4567-aB3xY9"), Some((123, 4567)));
+        let p = |s: &str| parse_name(OsStr::new(s)).map(|m| (m.pid, m.start, m.ns));
+        assert_eq!(p("handoff-123-4567-aB3xY9"), Some((123, 4567, None)));
+        assert_eq!(
+            p("handoff-123-4567-4026531836-aB3xY9"),
+            Some((123, 4567, Some(4026531836)))
+        );
+        assert_eq!(p("handoff-123-4567-40x6-aB3xY9"), None);
+        assert_eq!(p("handoff-123-4567-1-2-aB3xY9"), None);
         assert_eq!(p("handoff-123-4567-aB3xY"), None);
         assert_eq!(p("handoff-123-4567-aB3xY9z"), None);
         assert_eq!(p("handoff-123-4567-aB3x-9"), None);
@@ -277,9 +325,13 @@ mod tests {
             std::fs::write(path.join("notify-1.sock"), "").expect("write");
             path
         };
-        let live = make(&format!("handoff-{pid}-{start}-aaaaaa"));
+        let ns = pid_namespace().expect("this process's pid namespace");
+        let live = make(&format!("handoff-{pid}-{start}-{ns}-aaaaaa"));
         // The same pid with another start time: the pid was reused.
-        let stale = make(&format!("handoff-{pid}-{}-bbbbbb", start + 1));
+        let stale = make(&format!("handoff-{pid}-{}-{ns}-bbbbbb", start + 1));
+        let stale_old_name = make(&format!("handoff-{pid}-{}-eeeeee", start + 1));
+        // The same, of another pid namespace: its pid means nothing here.
+        let other_namespace = make(&format!("handoff-{pid}-{}-{}-ffffff", start + 1, ns + 1));
         let odd_name = make(&format!("handoff-{pid}-{}-cc", start + 1));
         let elsewhere = make("elsewhere");
         let link = base
@@ -288,6 +340,8 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, &link).expect("symlink");
         remove_stale(base.path());
         assert!(!stale.exists());
+        assert!(!stale_old_name.exists());
+        assert!(other_namespace.join("notify-1.sock").exists());
         assert!(live.join("notify-1.sock").exists());
         assert!(odd_name.exists());
         assert!(std::fs::symlink_metadata(&link).is_ok());
