@@ -73,20 +73,11 @@ fn names(arg: &str, what: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockets::SocketSpec;
+    use crate::core::tests::fake::http_spec;
     use std::sync::Arc;
 
     fn socket() -> Arc<BoundSocket> {
-        let spec = SocketSpec {
-            name: "http".into(),
-            listen: "tcp://127.0.0.1:0".parse().expect("an address"),
-            backlog: None,
-            reuse_port: false,
-            mode: None,
-            handover: None,
-            options: Default::default(),
-        };
-        Arc::new(BoundSocket::bind(&spec).expect("binds"))
+        Arc::new(BoundSocket::bind(&http_spec(None)).expect("binds"))
     }
 
     fn spec(command: &[&str]) -> ProgramSpec {

@@ -22,7 +22,7 @@ use crate::core::{
 };
 use crate::notify::Notice;
 use crate::protocol::{ErrorKind, Response};
-use crate::sockets::BoundSocket;
+use crate::sockets::{BoundSocket, Handover, SocketSpec};
 
 /// One call the core made, as the test sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -477,4 +477,17 @@ pub fn error(kind: ErrorKind, message: &str) -> Response {
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Socket `http` on 127.0.0.1, a port of the kernel's choice.
+pub fn http_spec(handover: Option<Handover>) -> SocketSpec {
+    SocketSpec {
+        name: "http".into(),
+        listen: "tcp://127.0.0.1:0".parse().expect("an address"),
+        backlog: None,
+        reuse_port: false,
+        mode: None,
+        handover,
+        options: Default::default(),
+    }
 }

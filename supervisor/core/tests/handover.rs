@@ -11,19 +11,10 @@ use super::fake::*;
 use crate::config::{DEFAULT_HANDOVER_SETTLE, DEFAULT_HANDOVER_TIMEOUT};
 use crate::core::Timer;
 use crate::protocol::Response;
-use crate::sockets::{BoundSocket, Handover, SocketSpec};
+use crate::sockets::{BoundSocket, Handover};
 
 fn socket(handover: Option<Handover>) -> Arc<BoundSocket> {
-    let spec = SocketSpec {
-        name: "http".into(),
-        listen: "tcp://127.0.0.1:0".parse().expect("an address"),
-        backlog: None,
-        reuse_port: false,
-        mode: None,
-        handover,
-        options: Default::default(),
-    };
-    Arc::new(BoundSocket::bind(&spec).expect("binds"))
+    Arc::new(BoundSocket::bind(&http_spec(handover)).expect("binds"))
 }
 
 fn steer(via: usize, targets: &[(u32, u32)]) -> Effect {
@@ -472,16 +463,7 @@ fn adopted() -> Arc<BoundSocket> {
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
     socket.bind(&addr.into()).expect("binds");
     socket.listen(16).expect("listens");
-    let spec = SocketSpec {
-        name: "http".into(),
-        listen: "tcp://127.0.0.1:0".parse().expect("an address"),
-        backlog: None,
-        reuse_port: false,
-        mode: None,
-        handover: None,
-        options: Default::default(),
-    };
-    let adopted = BoundSocket::adopt(&spec, socket.into()).expect("adopts");
+    let adopted = BoundSocket::adopt(&http_spec(None), socket.into()).expect("adopts");
     assert!(adopted.mode.is_steer() && adopted.from_activator);
     Arc::new(adopted)
 }
