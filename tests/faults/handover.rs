@@ -3,6 +3,7 @@
 //! mistake accepted, and the flags refused as `run` parses them.
 
 use crate::harness::{client, temp_dir};
+use crate::run_true::run_true_with;
 
 /// Each mistake on a line of its own, the line that `check` must name.
 const BAD: &str = r#"handover = "steered"
@@ -73,20 +74,7 @@ fn check_accepts_a_global_steer_over_sockets_that_cannot_be_steered() {
 #[test]
 fn run_refuses_bad_handover_flags() {
     let dir = temp_dir();
-    let control = dir.path().join("control.sock");
-    let control = control.to_str().expect("utf-8 path");
-    let run = |flags: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--control",
-            control,
-            "--listen",
-            "a=tcp://127.0.0.1:0",
-        ];
-        args.extend(flags);
-        args.extend(["--", "/bin/true"]);
-        client(&args)
-    };
+    let run = |flags: &[&str]| run_true_with(dir.path(), flags);
     let (code, out, err) = run(&["--handover", "steered"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("[possible values: steer, shared]"), "{err}");
@@ -97,7 +85,7 @@ fn run_refuses_bad_handover_flags() {
         "{err}"
     );
     assert!(
-        !std::path::Path::new(control).exists(),
+        !dir.path().join("control.sock").exists(),
         "a refused run creates no control socket"
     );
 }

@@ -17,6 +17,7 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../integration/load.rs"]
 mod load;
+mod run_true;
 
 mod busy_loop;
 mod config_sources;

@@ -7,6 +7,7 @@
 use nix::sys::signal::Signal;
 
 use crate::harness::{client, example, get_from_generation, temp_dir, write_executable, Handoff};
+use crate::run_true::run_true_with;
 
 /// Prints what the child was given, as `knobs: ...` on handoff's output:
 /// the LISTEN_* variables ("unset" when absent), `$1`, and fd 3's file
@@ -142,20 +143,7 @@ fn check_names_each_protocol_mistake_at_its_line() {
 #[test]
 fn run_refuses_bad_protocol_flags() {
     let dir = temp_dir();
-    let control = dir.path().join("control.sock");
-    let control = control.to_str().expect("utf-8 path");
-    let run = |flags: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--control",
-            control,
-            "--listen",
-            "a=tcp://127.0.0.1:0",
-        ];
-        args.extend(flags);
-        args.extend(["--", "/bin/true"]);
-        client(&args)
-    };
+    let run = |flags: &[&str]| run_true_with(dir.path(), flags);
     let (code, out, err) = run(&["--listen-pid", "parent"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("[possible values: child, any]"), "{err}");
@@ -166,7 +154,7 @@ fn run_refuses_bad_protocol_flags() {
         "{err}"
     );
     assert!(
-        !std::path::Path::new(control).exists(),
+        !dir.path().join("control.sock").exists(),
         "a refused run creates no control socket"
     );
 }
