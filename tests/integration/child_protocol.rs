@@ -4,7 +4,7 @@
 //! starts the real server as its own child (`listen_pid = "any"`), and
 //! non-blocking sockets (`sockets_nonblocking`).
 
-use crate::harness::{example, get, restart, temp_dir, write_executable, Handoff};
+use crate::harness::{example, get, require, restart, temp_dir, write_executable, Handoff};
 use crate::load::Load;
 
 const GUNICORN: &str = "/usr/bin/gunicorn";
@@ -90,10 +90,7 @@ fn without_listen_pid_any_the_wrappers_server_refuses_the_sockets() {
 
 #[test]
 fn gunicorn_takes_its_socket_by_fd_number_with_listen_env_off() {
-    assert!(
-        std::path::Path::new(GUNICORN).exists(),
-        "{GUNICORN} is missing: install the test dependencies with scripts/install-test-deps"
-    );
+    require(GUNICORN);
     let dir = temp_dir();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let mut h = Handoff::start(
@@ -131,10 +128,7 @@ fn gunicorn_given_its_fd_twice_fails_to_start() {
     // The README's recipe as it was: `--bind fd://` plus LISTEN_FDS makes
     // gunicorn take the fd twice; it closes it after the first and fails
     // on the second. This is what listen_env = false is for.
-    assert!(
-        std::path::Path::new(GUNICORN).exists(),
-        "{GUNICORN} is missing: install the test dependencies with scripts/install-test-deps"
-    );
+    require(GUNICORN);
     let dir = temp_dir();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let mut h = Handoff::start(

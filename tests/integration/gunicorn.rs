@@ -1,16 +1,13 @@
 //! gunicorn, from Debian's package, as a real consumer of the protocol: it
 //! checks LISTEN_PID strictly and sends READY=1 on NOTIFY_SOCKET.
 
-use crate::harness::{get, get_from_generation, restart, temp_dir, Handoff};
+use crate::harness::{get, get_from_generation, require, restart, temp_dir, Handoff};
 
 const GUNICORN: &str = "/usr/bin/gunicorn";
 
 #[test]
 fn gunicorn_serves_and_restarts_through_handoff() {
-    assert!(
-        std::path::Path::new(GUNICORN).exists(),
-        "{GUNICORN} is missing: install the test dependencies with scripts/install-test-deps"
-    );
+    require(GUNICORN);
     let dir = temp_dir();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let mut h = Handoff::start(

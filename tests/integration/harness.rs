@@ -435,3 +435,12 @@ pub fn can_unshare() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Fails with the way out when a program the test runs (a real server,
+/// systemd's activator) is not installed.
+pub fn require(program: &str) {
+    assert!(
+        Path::new(program).exists(),
+        "{program} is missing: install the test dependencies with scripts/install-test-deps"
+    );
+}

@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::activator::activate;
-use crate::harness::{get, restart, run_command, temp_dir, Handoff, DEADLINE};
+use crate::harness::{get, require, restart, run_command, temp_dir, Handoff, DEADLINE};
 use crate::load::{Load, Tally};
 
 /// Restarts per run, each under load.
@@ -50,14 +50,6 @@ fn recipe(name: &str) -> PathBuf {
         .join(name);
     assert!(path.exists(), "{} is missing", path.display());
     path
-}
-
-/// Fails with the way out when a server is not installed.
-fn require(server: &str) {
-    assert!(
-        Path::new(server).exists(),
-        "{server} is missing: install the test dependencies with scripts/install-test-deps"
-    );
 }
 
 /// DIR/app/app.py, a copy of a fixture: the recipes' `app:app`.

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixListener;
 use nix::sys::signal::Signal;
 
 use crate::activator::{activate, NotifySocket};
-use crate::harness::{example, get, get_from_generation, restart, temp_dir, write_script};
+use crate::harness::{example, get, get_from_generation, require, restart, temp_dir, write_script};
 
 fn tcp_listener() -> (OwnedFd, String) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -263,10 +263,7 @@ fn get_unix(path: &std::path::Path) -> String {
 #[test]
 fn under_debians_systemd_socket_activate() {
     const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
-    assert!(
-        std::path::Path::new(ACTIVATE).exists(),
-        "{ACTIVATE} is missing: install the test dependencies with scripts/install-test-deps"
-    );
+    require(ACTIVATE);
     let dir = temp_dir();
     let socket = dir.path().join("app.sock");
     let hello = example("hello");
