@@ -56,6 +56,18 @@ impl Tally {
     pub fn failures(&self) -> u64 {
         self.failed.values().sum()
     }
+
+    /// The first failure that is not a connection the server accepted and
+    /// closed without an answer (a reset, an end of file, or a broken pipe
+    /// when the client's write came after the server's reset): one refused
+    /// or timed out, say.
+    pub fn other_than_closed_unanswered(&self) -> Option<&str> {
+        self.failed.keys().map(String::as_str).find(|kind| {
+            !(kind.starts_with("ConnectionReset")
+                || kind.starts_with("UnexpectedEof")
+                || kind.starts_with("BrokenPipe"))
+        })
+    }
 }
 
 /// Client threads hammering `addr` until `stop()`.
