@@ -111,7 +111,7 @@ fn bad_values_each_name_their_line() {
 fn syntax_error_names_its_line() {
     let e = errors("[program]\ncommand = [\"x\"\nready = \"delay\"\n");
     assert!(
-        e.starts_with("t.toml:3:1: invalid array, expected `]`"),
+        e.starts_with("t.toml:3:1: missing comma between array elements, expected `,`"),
         "{e}"
     );
 }
