@@ -38,6 +38,8 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error("{0}")]
     Adopt(#[source] AdoptError),
+    #[error("cannot watch the files: {0}")]
+    Watch(#[source] std::io::Error),
     #[error("cannot take over after an upgrade: {0}")]
     Resume(String),
     /// Not a failure to start: the server kept crashing, and handoff
@@ -96,6 +98,7 @@ pub async fn run(
             sighup: config.sighup,
             fdstore: config.fdstore,
             forward_signals: config.forward_signals,
+            watch: config.watch,
         },
         control: control_info,
         binary: upgrade::own_binary(),
@@ -104,8 +107,10 @@ pub async fn run(
     };
     let mut sup =
         Supervisor::assemble(parts, &inbox).map_err(|e| RunError::Resume(e.to_string()))?;
+    // Before the first generation: a change while it starts counts.
+    let files = event_loop::watch_files(&sup).map_err(RunError::Watch)?;
     sup.core.start(&mut sup.fx).map_err(RunError::Start)?;
-    stopped(event_loop::serve(sup, signals, reaper, inbox).await)
+    stopped(event_loop::serve(sup, signals, reaper, inbox, files).await)
 }
 
 /// The config's sockets: adopted where a service manager passed them in
@@ -234,7 +239,12 @@ pub async fn resume(path: &Path) -> Result<(), RunError> {
     // they were there: not the reaper's.
     crate::reaper::own(sup.core.workers().map(|w| w.pid));
     reap_strays(&sup);
-    stopped(event_loop::serve(sup, signals, reaper, inbox).await)
+    // Serving goes on without it rather than stop.
+    let files = event_loop::watch_files(&sup).unwrap_or_else(|e| {
+        tracing::error!("upgrade: cannot watch the files: {e}; files are not watched");
+        None
+    });
+    stopped(event_loop::serve(sup, signals, reaper, inbox, files).await)
 }
 
 /// Children of this process in its own process group that are not

@@ -10,6 +10,9 @@ use nix::sys::signal::Signal;
 use crate::config::{self, Overrides, ProgramSettings, ReadyKind, SighupAction, StrategyKind};
 use crate::sockets::{self, Handover, ListenAddr, SocketSpec};
 
+mod watch;
+pub use watch::WatchArgs;
+
 /// Each subcommand's examples, shown after its flags in `--help`.
 const EXAMPLES: &str = "\
 Examples:
@@ -314,7 +317,8 @@ pub struct RunArgs {
     /// With --ready exec: how often to run the probe. [default: 200ms]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_interval: Option<Duration>,
-    /// How long a new child has to become ready. [default: 30s]
+    /// How long a new child has to become ready. [default: 30s; 5min with
+    /// --watch]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_timeout: Option<Duration>,
     /// How long a restart's new workers must stay up once ready before
@@ -343,7 +347,7 @@ pub struct RunArgs {
     /// pid), or any it starts (no LISTEN_PID: for a wrapper that does not
     /// exec the server, such as `cargo run`, `npm start` or a shell
     /// script; the server's library must accept a missing LISTEN_PID, as
-    /// Rust's listenfd does). [default: child]
+    /// Rust's listenfd does). [default: child; any with --watch]
     #[arg(long, value_enum)]
     pub listen_pid: Option<config::ListenPid>,
     /// Hand the sockets over with O_NONBLOCK set (tokio servers want them
@@ -394,6 +398,8 @@ pub struct RunArgs {
     /// The child's working directory. [default: handoff's]
     #[arg(long)]
     pub working_directory: Option<PathBuf>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// The server's command line.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -459,6 +465,7 @@ impl RunArgs {
             fdstore: self.fdstore.then_some(true),
             sockets,
             handover: self.handover,
+            watch: self.watch.settings(),
             program: ProgramSettings {
                 command: (!self.command.is_empty()).then(|| self.command.clone()),
                 env: self.env.iter().cloned().collect(),

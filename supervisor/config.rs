@@ -35,6 +35,7 @@ mod recover;
 #[cfg(test)]
 mod tests;
 mod values;
+mod watch;
 
 pub use env_file::EnvFile;
 pub use errors::{ConfigError, ConfigErrors, Location};
@@ -51,6 +52,8 @@ pub use values::{
     check_env_entry, env_entry_cost, parse_duration, parse_octal_mode, parse_signal, MAX_DURATION,
     MAX_ENV_BYTES, MAX_ENV_ENTRY, MAX_WORKERS,
 };
+
+pub use watch::{check_glob, Watch, WatchSettings, DEFAULT_DEBOUNCE, WATCH_READY_TIMEOUT};
 
 use errors::sorted;
 use file::{parse_file, FileConfig};
@@ -73,6 +76,8 @@ pub struct Config {
     /// (`forward_signals`, top-level: they are handoff's own, like
     /// `sighup`); none of those handoff acts on itself.
     pub forward_signals: Vec<nix::sys::signal::Signal>,
+    /// `--watch` / `[watch]`: restart on file changes (development mode).
+    pub watch: Option<Watch>,
 }
 
 /// What SIGHUP does: a restart with the config in memory, or a reload that
@@ -98,6 +103,9 @@ pub struct Overrides {
     // default: the upgrade state of a handoff from before this flag lacks it.
     #[serde(default)]
     pub handover: Option<Handover>,
+    /// `--watch`, `--watch-ignore`, `--watch-debounce`.
+    #[serde(default)]
+    pub watch: WatchSettings,
 }
 
 /// Reads and validates a config file, then applies the flags. The program

@@ -123,6 +123,11 @@ impl Core {
         &self.phase
     }
 
+    /// The number the next restart's generation gets.
+    pub fn next_generation_number(&self) -> u64 {
+        self.ids.last_generation + 1
+    }
+
     pub fn next(&self) -> &Next {
         &self.next
     }

@@ -65,6 +65,9 @@ pub struct Source {
     /// workers. (default: the state of a handoff from before it lacks it.)
     #[serde(default, with = "crate::signals::names")]
     pub forward_signals: Vec<nix::sys::signal::Signal>,
+    /// `--watch`: development mode. (default: as above.)
+    #[serde(default)]
+    pub watch: Option<crate::config::Watch>,
 }
 
 /// The control socket, as an upgrade hands it on (the control task owns the
@@ -218,6 +221,29 @@ impl Supervisor {
             Received::Forward(signal) => self.forward(signal),
         }
         false
+    }
+
+    /// Watched files changed (`--watch`): a restart, as `handoff restart`
+    /// does, said in one line a developer reads in the terminal.
+    pub fn on_change(&mut self, changed: &[PathBuf]) {
+        let what = crate::file_watch::describe(changed);
+        tracing::debug!(
+            "changed: {}",
+            changed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match self.core.phase() {
+            crate::core::Phase::Steady => tracing::info!(
+                "change in {what}: building generation {}",
+                self.core.next_generation_number()
+            ),
+            // The core says what becomes of it.
+            _ => tracing::info!("change in {what}"),
+        }
+        self.core.restart(&mut self.fx, Asked::Change);
     }
 
     /// A signal of `forward_signals` goes to the serving workers, as

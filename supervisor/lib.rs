@@ -62,6 +62,9 @@
 //! - `upgrade`: replacing the supervisor with a new
 //!   binary in place: the state as data, the new binary's check of it,
 //!   the hand-over and exec, the take-over.
+//! - `file_watch`: development mode's `--watch`: inotify watches on the
+//!   project, the changes that do not count (git's ignores, build output,
+//!   editors' swap files), gathered until quiet into one restart.
 //! - `boot`: starting a supervisor, fresh or after an upgrade, and the event
 //!   loop; depended on by nothing but `main`.
 
@@ -74,6 +77,7 @@ pub mod control;
 pub mod core;
 pub mod engine;
 pub mod exit;
+pub mod file_watch;
 pub mod groups;
 pub mod logging;
 pub mod notify;

@@ -3,9 +3,12 @@
 //! supervisor sleeps. It returns why handoff gave up, if it stopped on its
 //! own (`respawn_limit`).
 
+use std::path::PathBuf;
+
 use crate::control::Stop;
 use crate::core::shutting_down;
 use crate::engine::{Event, Inbox, Supervisor};
+use crate::file_watch::FileWatch;
 use crate::protocol::Response;
 use crate::reaper::{self, Reaper};
 use crate::signals::{Received, Signals};
@@ -17,6 +20,7 @@ pub async fn serve(
     mut signals: Signals,
     mut reaper: Reaper,
     mut inbox: Inbox,
+    mut files: Option<FileWatch>,
 ) -> Option<String> {
     // Pinged from the loop itself: a stuck loop stops the pings, and
     // systemd restarts the service.
@@ -66,6 +70,13 @@ pub async fn serve(
                     hand_over::begin(&mut sup, None);
                 }
             }
+            changed = changes(&mut files) => match changed {
+                Ok(changed) => sup.on_change(&changed),
+                Err(e) => {
+                    tracing::error!("watch: {e}; files are no longer watched");
+                    files = None;
+                }
+            },
             _ = tick(&mut watchdog) => sup.manager.watchdog(),
             () = reaper.due() => {
                 reaper::reap_orphans();
@@ -74,6 +85,13 @@ pub async fn serve(
         sup.report_to_manager();
         // A reload may have added some.
         signals.forward(&sup.source.forward_signals);
+        // Or changed what is watched.
+        if files.as_ref().map(FileWatch::settings) != sup.source.watch.as_ref() {
+            files = watch_files(&sup).unwrap_or_else(|e| {
+                tracing::error!("watch: {e}; files are not watched");
+                None
+            });
+        }
     }
     // Requests still queued get their answer rather than silence.
     while let Ok(call) = inbox.calls.try_recv() {
@@ -99,6 +117,27 @@ pub async fn serve(
         .await;
     tracing::info!("stopped");
     gave_up
+}
+
+/// The file watch the configuration asks for (`--watch`), if any.
+pub fn watch_files(sup: &Supervisor) -> std::io::Result<Option<FileWatch>> {
+    let Some(settings) = &sup.source.watch else {
+        return Ok(None);
+    };
+    // handoff's own files are no change of the user's.
+    let own = vec![
+        sup.control.path.clone(),
+        PathBuf::from(sup.fx.runtime_dir()),
+    ];
+    FileWatch::start(settings, own).map(Some)
+}
+
+/// The next changes of the watched files (never, without a watch).
+async fn changes(files: &mut Option<FileWatch>) -> std::io::Result<Vec<PathBuf>> {
+    match files {
+        Some(files) => files.changes().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the next tick of an optional interval (forever without one).

@@ -54,6 +54,8 @@ pub(super) struct FileConfig {
     /// The `[program]` keys whose value was refused, so that the checks
     /// made on the whole do not report their consequences as more errors.
     pub(super) refused: std::collections::BTreeSet<&'static str>,
+    /// `[watch]`.
+    pub(super) watch: super::WatchSettings,
 }
 
 // Unknown keys are found by `unknown_keys`, all of them at once: serde's

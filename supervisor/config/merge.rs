@@ -63,6 +63,7 @@ pub(super) fn finish(
             });
         }
     }
+    let watch = super::watch::merge(&parsed.watch, &overrides.watch, &at, &mut errors);
     let file_program = parsed.program;
     let flags = overrides.program;
     // Before the settings are taken apart below.
@@ -194,10 +195,17 @@ pub(super) fn finish(
         });
     }
     let listen_env = flags.listen_env.or(file_program.listen_env).unwrap_or(true);
+    // `cargo run` and other wrappers start the server as a grandchild,
+    // whose pid LISTEN_PID would not name: --watch makes any process take
+    // the sockets unless told otherwise.
     let listen_pid = flags
         .listen_pid
         .or(file_program.listen_pid)
-        .unwrap_or_default();
+        .unwrap_or(if watch.is_some() {
+            ListenPid::Any
+        } else {
+            ListenPid::Child
+        });
     if !refused("listen_env")
         && !refused("listen_pid")
         && !listen_env
@@ -245,7 +253,11 @@ pub(super) fn finish(
     let ready_timeout = flags
         .ready_timeout
         .or(file_program.ready_timeout)
-        .unwrap_or(DEFAULT_READY_TIMEOUT);
+        .unwrap_or(if watch.is_some() {
+            super::WATCH_READY_TIMEOUT
+        } else {
+            DEFAULT_READY_TIMEOUT
+        });
     if ready_timeout.is_zero() {
         errors.push(ConfigError {
             location: at("ready_timeout"),
@@ -440,6 +452,7 @@ pub(super) fn finish(
         sighup: overrides.sighup.or(parsed.sighup).unwrap_or_default(),
         fdstore: overrides.fdstore.or(parsed.fdstore).unwrap_or(false),
         forward_signals: parsed.forward_signals,
+        watch,
         sockets: sockets.into_iter().map(|(s, _)| s).collect(),
         program,
     })

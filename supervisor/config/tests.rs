@@ -272,6 +272,7 @@ mod process;
 mod protocol;
 mod respawn_limit;
 mod socket_options;
+mod watch;
 
 #[test]
 fn a_ready_command_naming_an_unknown_socket_is_an_error_at_its_line() {

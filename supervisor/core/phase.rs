@@ -33,20 +33,20 @@ pub enum Phase {
 #[derive(Debug, Default)]
 pub struct Queue {
     pub waiters: Vec<RestartWaiter>,
-    /// A signal asked too (it has nobody to answer).
-    pub by_signal: bool,
+    /// A signal or a file change asked too (nobody to answer).
+    pub unanswered: bool,
 }
 
 impl Queue {
     pub fn push(&mut self, asked: Asked<RestartWaiter>) {
         match asked {
             Asked::Client(w) => self.waiters.push(w),
-            Asked::Signal(_) => self.by_signal = true,
+            Asked::Signal(_) | Asked::Change => self.unanswered = true,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.waiters.is_empty() && !self.by_signal
+        self.waiters.is_empty() && !self.unanswered
     }
 }
 

@@ -25,6 +25,8 @@ pub enum Asked<W> {
     Client(W),
     /// A signal sent to handoff: nobody to answer.
     Signal(Signal),
+    /// A watched file changed (`--watch`): nobody to answer either.
+    Change,
 }
 
 /// Who asked for an upgrade: the reply channel, and the client's connection

@@ -53,16 +53,24 @@ impl Core {
                         "handoff is upgrading itself: restart once the upgrade is done",
                     ),
                 ),
-                // A signal is not refused: the upgrade gives way.
+                // A signal or a change is not refused: the upgrade gives way.
                 Asked::Signal(signal) => {
                     self.abandon_upgrade(fx, ErrorKind::Busy, format!("{signal} arrived first"));
+                    self.start_rollout(fx, Vec::new());
+                }
+                Asked::Change => {
+                    self.abandon_upgrade(
+                        fx,
+                        ErrorKind::Busy,
+                        "a watched file changed first".into(),
+                    );
                     self.start_rollout(fx, Vec::new());
                 }
             },
             Phase::Steady => {
                 let waiters = match asked {
                     Asked::Client(w) => vec![w],
-                    Asked::Signal(_) => Vec::new(),
+                    Asked::Signal(_) | Asked::Change => Vec::new(),
                 };
                 self.start_rollout(fx, waiters);
             }

@@ -92,6 +92,9 @@ impl Core {
             Ok(s) => describe_exit(s),
             Err(e) => format!("could not be waited for ({e})"),
         };
+        let serving_command = self
+            .serving_ready
+            .then(|| self.serving.spec.command.clone());
         let (why, spec, hint) = {
             let worker = self.worker_mut(place);
             let why = match &worker.state {
@@ -99,8 +102,12 @@ impl Core {
                 _ => how,
             };
             // Exited with an error code before it was ever ready: perhaps
-            // a server that binds its own port.
+            // a server that binds its own port. Not when the same command
+            // served already (a build that failed in development mode, a
+            // crash at start): it takes the sockets handoff gives it.
+            let served_before = serving_command.as_ref() == Some(&worker.generation.spec.command);
             let failed_start = !worker.is_ready()
+                && !served_before
                 && !matches!(worker.state, WorkerState::Killed { .. })
                 && status
                     .as_ref()

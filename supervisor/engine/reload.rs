@@ -74,6 +74,8 @@ impl Supervisor {
             config.program.command.join(" ")
         );
         self.source.sighup = config.sighup;
+        // The event loop follows it (`--watch` and the file's [watch]).
+        self.source.watch = config.watch.clone();
         if self.source.forward_signals != config.forward_signals {
             tracing::info!(
                 "reload: forward_signals is now [{}]",

@@ -13,6 +13,7 @@ mod child_protocol;
 mod cli;
 mod config_errors;
 mod containers;
+mod dev_watch;
 mod extras;
 mod gunicorn;
 mod preload;
