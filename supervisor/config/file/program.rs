@@ -2,7 +2,7 @@
 //! respawn settings, the protocol knobs, and the process controls.
 
 use super::keys::{PROGRAM_KEYS, RESPAWN_LIMIT_KEYS};
-use super::reader::Value;
+use super::reader::{Entries, Value};
 use super::*;
 
 /// The `[program]` of the file, each value of the right type but not yet
@@ -11,7 +11,7 @@ pub(super) struct RawProgram<'t> {
     command: Option<Spanned<Vec<String>>>,
     /// `[program.env]` (or `env = { ... }`), in file order, each name and
     /// value with its place.
-    env: Option<Spanned<Vec<(Spanned<String>, Spanned<String>)>>>,
+    env: Option<Entries<Spanned<String>>>,
     working_directory: Option<Spanned<String>>,
     ready: Option<Spanned<String>>,
     ready_command: Option<Spanned<Vec<String>>>,
@@ -39,7 +39,7 @@ pub(super) struct RawProgram<'t> {
     umask: Option<Spanned<IntOrStr>>,
     /// Each limit's value as the file has it: a number, a string or a
     /// table (`parse_rlimit`).
-    rlimits: Option<Spanned<Vec<(Spanned<String>, &'t Value<'t>)>>>,
+    rlimits: Option<Entries<&'t Value<'t>>>,
     env_file: Option<Spanned<String>>,
     clear_env: Option<Spanned<bool>>,
     respawn_limit: Option<Spanned<RawRespawnLimit>>,

@@ -17,6 +17,10 @@ use super::super::position::Source;
 /// A value of the tree, with its place.
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
+/// A table's entries in file order, each name with its place (`env`,
+/// `rlimits`), the whole with its own.
+pub(super) type Entries<V> = Spanned<Vec<(Spanned<String>, V)>>;
+
 /// A whole number or a string: a mode (`0o660` or `"0660"`), seconds (`30`
 /// or `"30s"`), a user or group (`0` or `"root"`).
 pub(super) enum IntOrStr {
@@ -65,7 +69,7 @@ impl<'t, 'i> Table<'t, 'i> {
         self.span.clone()
     }
 
-    pub(super) fn has(&self, key: &str) -> bool {
+    fn has(&self, key: &str) -> bool {
         self.entries.contains_key(key)
     }
 }
@@ -302,7 +306,7 @@ impl<'s> Reader<'s> {
         &mut self,
         t: &mut Table<'t, 'i>,
         key: &'static str,
-    ) -> Option<Spanned<Vec<(Spanned<String>, &'t Value<'i>)>>> {
+    ) -> Option<Entries<&'t Value<'i>>> {
         let table = self.typed(t, key, "a table of NAME = value", DeValue::as_table)?;
         let entries = table
             .get_ref()
@@ -318,7 +322,7 @@ impl<'s> Reader<'s> {
         &mut self,
         t: &mut Table,
         key: &'static str,
-    ) -> Option<Spanned<Vec<(Spanned<String>, Spanned<String>)>>> {
+    ) -> Option<Entries<Spanned<String>>> {
         let entries = self.entries(t, key)?;
         let span = entries.span();
         let mut strings = Vec::with_capacity(entries.get_ref().len());
@@ -382,7 +386,7 @@ pub(in crate::config) fn describe(v: &DeValue) -> String {
         DeValue::Integer(n) => format!("the integer {n}"),
         DeValue::Float(f) => format!("the float {f}"),
         DeValue::Boolean(b) => format!("the boolean {b}"),
-        DeValue::Datetime(d) => format!("the date {d}"),
+        DeValue::Datetime(d) => format!("the datetime {d}"),
         DeValue::Array(_) => "an array".to_string(),
         DeValue::Table(_) => "a table".to_string(),
     }

@@ -110,9 +110,8 @@ fn a_socket_without_its_name_or_address_still_lets_the_rest_be_checked() {
     );
     // A socket that has its name but not its address is still a socket
     // `{fd:NAME}` may name: no second mistake.
-    let e = errors(&format!(
-        "[[socket]]\nname = \"a\"\nlisten = 1\n[program]\ncommand = [\"x\", \"{{fd:a}}\"]\n"
-    ));
+    let e =
+        errors("[[socket]]\nname = \"a\"\nlisten = 1\n[program]\ncommand = [\"x\", \"{fd:a}\"]\n");
     assert_eq!(
         places(&e),
         ["3:10: listen: expected a string, not the integer 1"],
@@ -133,7 +132,7 @@ fn numbers_past_64_bits_and_values_of_any_type_are_named_as_written() {
         [
             "4:18: receive_buffer: 0x10000000000000000 is too large a number",
             "7:11: workers: 99999999999999999999 is too large a number",
-            "8:9: ready: expected a string, not the date 1979-05-27",
+            "8:9: ready: expected a string, not the datetime 1979-05-27",
             "9:15: stop_signal: expected a string, not a table",
             "10:17: ready_timeout: expected a duration such as \"10s\", not an array",
             "11:8: user: expected a name or a number, not the float 1.0",
