@@ -106,10 +106,14 @@ pub(super) fn parse_file(
         lines: Lines::new(path, text),
     };
     let doc = DeTable::parse(text).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            location: e.span().map(|span| src.at(span.start)),
-            message: e.message().trim_end().replace('\n', ", "),
-        }])
+        let message = e.message().trim_end().replace('\n', ", ");
+        // toml 0.9 gives some errors no place (a key of more than 80
+        // parts: "recursion limit"): the file is named all the same.
+        let (location, message) = match e.span() {
+            Some(span) => (Some(src.at(span.start)), message),
+            None => (None, format!("{}: {message}", path.display())),
+        };
+        ConfigErrors(vec![ConfigError { location, message }])
     })?;
     let mut reader = Reader::new(&src);
     let raw = RawFile::read(&mut reader, &doc);

@@ -195,6 +195,12 @@ fn a_huge_file_has_every_mistake_reported_too() {
 }
 
 #[test]
+fn a_syntax_error_without_a_place_names_the_file() {
+    let e = errors(&format!("[{}]\n", vec!["a"; 100].join(".")));
+    assert_eq!(e, "t.toml: recursion limit");
+}
+
+#[test]
 fn a_syntax_error_is_the_only_error() {
     let e = errors(&format!(
         "colour = 1\n{SOCKET}[program]\ncommand = [\"x\"]\nworkers = \"two\"\nready = \n"
