@@ -13,8 +13,8 @@
 //! One file per concept: `program.rs` the program's settings and spec,
 //! `values.rs` the single values (durations, signals, modes, env entries),
 //! `file.rs` the TOML with the place of every value (`position.rs` turns
-//! those into file:line:column), `recover.rs` going on
-//! past a bad value to report the others, `merge.rs` the file and the flags
+//! those into file:line:column; `file/reader.rs` types the values, every
+//! mistake in one pass), `merge.rs` the file and the flags
 //! made one, `errors.rs` the problems and their places, `process.rs` the
 //! child's credentials, umask and limits, `env_file.rs` the env file.
 
@@ -31,7 +31,6 @@ mod merge;
 mod position;
 mod process;
 mod program;
-mod recover;
 #[cfg(test)]
 mod tests;
 mod values;

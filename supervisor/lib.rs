@@ -15,8 +15,8 @@
 //! shared and held, why a TCP probe proves nothing) are in
 //! `docs/design.md`. The modules, from the leaves up:
 //!
-//! - `config` (`config/`: `file.rs` the TOML with positions, `recover.rs`
-//!   going on past a mistake, `values.rs`, `program.rs`, `merge.rs`), `cli`:
+//! - `config` (`config/`: `file.rs` the TOML with positions, read by hand
+//!   every mistake in one pass, `values.rs`, `program.rs`, `merge.rs`), `cli`:
 //!   the file and the flags, validated into typed values with file:line
 //!   errors; `completions` are generated from them.
 //! - `sockets`: binds what the config asks for and holds it. A shared

@@ -1,19 +1,17 @@
-//! The config file: TOML parsed with the position of every value, so that
-//! each problem can be reported with file:line:column, then typed. Merging
-//! with the flags and defaults is `merge.rs`'s job; going on past a mistake
-//! to report the next one, `recover.rs`'s.
+//! The config file: TOML parsed once into toml's tree, with the position of
+//! every key and value, so that each problem can be reported with
+//! file:line:column, then typed by hand (`reader.rs`), every mistake in
+//! one pass. Merging with the flags and defaults is `merge.rs`'s job.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use toml::de::DeTable;
 use toml::Spanned;
 
 use super::position::{Lines, Source};
 use super::process::{check_umask, parse_rlimit, parse_umask, Id, Resource, Rlimit};
-use super::recover::{parse_raw, unknown_keys, PROGRAM_KEYS};
 use super::values::{check_env_entry, parse_duration, parse_octal_mode, parse_signal, MAX_WORKERS};
 use super::{
     ConfigError, ConfigErrors, ListenPid, Location, ProgramSettings, ReadyKind, SighupAction,
@@ -21,10 +19,15 @@ use super::{
 };
 use crate::sockets::{self, Handover, ListenAddr, SocketSpec};
 
+mod keys;
 mod program;
+mod reader;
 mod socket;
 mod socket_options;
+use keys::TOP_KEYS;
 use program::{program_from_raw, RawProgram};
+pub(super) use reader::{describe, int_of};
+use reader::{IntOrStr, Reader, Table};
 use socket::{parse_handover, socket_from_raw, RawSocket};
 
 /// What a file says, typed but not yet merged with flags or defaulted.
@@ -58,58 +61,44 @@ pub(super) struct FileConfig {
     pub(super) watch: super::WatchSettings,
 }
 
-// Unknown keys are found by `unknown_keys`, all of them at once: serde's
-// deny_unknown_fields would stop at the first and hide every other error.
-#[derive(Deserialize)]
-pub(super) struct RawFile {
+/// The top level of a file, each value of the right type but not yet
+/// checked.
+struct RawFile<'t> {
     control: Option<Spanned<String>>,
     sighup: Option<Spanned<String>>,
     fdstore: Option<bool>,
     forward_signals: Option<Vec<Spanned<String>>>,
     handover: Option<Spanned<String>>,
-    #[serde(default)]
     socket: Vec<Spanned<RawSocket>>,
-    program: Option<RawProgram>,
+    program: Option<RawProgram<'t>>,
 }
 
-/// A file mode: `0o660` (a TOML octal integer) or `"0660"`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawMode {
-    Int(i64),
-    Str(String),
-}
-
-/// A table's entries in file order, each name and value with its place
-/// (`env`, `rlimits`).
-struct RawEntries<V>(Vec<(Spanned<String>, Spanned<V>)>);
-
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for RawEntries<V> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
-            type Value = RawEntries<V>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a table of NAME = value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawEntries<V>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(RawEntries(entries))
-            }
+impl<'t> RawFile<'t> {
+    fn read(r: &mut Reader, doc: &'t Spanned<DeTable<'t>>) -> RawFile<'t> {
+        let mut top = Table::root(doc);
+        r.known_keys(&top, TOP_KEYS);
+        let socket = r
+            .tables(&mut top, "socket", " in [[socket]]")
+            .into_iter()
+            .map(|t| RawSocket::read(r, t))
+            .collect();
+        RawFile {
+            control: r.string(&mut top, "control"),
+            sighup: r.string(&mut top, "sighup"),
+            fdstore: r.bool(&mut top, "fdstore").map(Spanned::into_inner),
+            forward_signals: r.spanned_strings(&mut top, "forward_signals"),
+            handover: r.string(&mut top, "handover"),
+            socket,
+            program: r
+                .table(&mut top, "program", " in [program]", "")
+                .map(|t| RawProgram::read(r, t)),
         }
-        d.deserialize_map(Entries(std::marker::PhantomData))
     }
 }
 
 /// Parses a file: its typed content and every problem found in it, or,
-/// when it cannot be typed at all (bad syntax, a value of the wrong type),
-/// the problems that stopped it.
+/// when it cannot be typed at all (bad syntax, a socket without a name),
+/// every problem found in it.
 pub(super) fn parse_file(
     path: &Path,
     text: &str,
@@ -118,11 +107,19 @@ pub(super) fn parse_file(
         path,
         lines: Lines::new(path, text),
     };
-    let mut errors = unknown_keys(&src, text);
-    let Some((raw, left_out)) = parse_raw::<RawFile>(&src, text, &mut errors) else {
-        errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.line, l.column)));
-        return Err(ConfigErrors(errors));
-    };
+    let doc = DeTable::parse(text).map_err(|e| {
+        let message = e.message().trim_end().replace('\n', ", ");
+        // toml 0.9 gives some errors no place (a key of more than 80
+        // parts: "recursion limit"): the file is named all the same.
+        let (location, message) = match e.span() {
+            Some(span) => (Some(src.at(span.start)), message),
+            None => (None, format!("{}: {message}", path.display())),
+        };
+        ConfigErrors(vec![ConfigError { location, message }])
+    })?;
+    let mut reader = Reader::new(&src);
+    let raw = RawFile::read(&mut reader, &doc);
+    let mut errors = reader.errors;
     let base = src.base();
     let control = raw.control.map(|c| {
         let path = base.join(c.get_ref());
@@ -161,9 +158,15 @@ pub(super) fn parse_file(
             Err(e) => errors.push(e),
         }
     }
+    // A socket whose name could not be read leaves the file untyped: each
+    // `{fd:NAME}` and the check for a socket at all would be mistakes
+    // that are only its consequences.
+    let mut unnamed = false;
     for socket in &raw.socket {
-        out.socket_names
-            .push(socket.get_ref().name.get_ref().clone());
+        match &socket.get_ref().name {
+            Some(name) => out.socket_names.push(name.get_ref().clone()),
+            None => unnamed = true,
+        }
         let at = src.at(socket.span().start);
         match socket_from_raw(&src, socket.get_ref(), &base) {
             Ok(spec) => out.sockets.push((spec, Some(at))),
@@ -173,21 +176,19 @@ pub(super) fn parse_file(
     if let Some(program) = raw.program {
         program_from_raw(&src, program, &base, &mut out, &mut errors);
     }
-    // A key left out for its type was reported: the checks that depend on
-    // it must not report it again as missing.
-    for key in left_out {
-        if let Some(known) = PROGRAM_KEYS.iter().find(|k| **k == key) {
-            out.refused.insert(known);
-        }
+    if unnamed {
+        return Err(ConfigErrors(errors));
     }
     out.lines = src.lines;
     Ok((out, errors))
 }
 
-fn parse_mode(raw: &RawMode) -> Result<u32, String> {
+fn parse_mode(raw: &IntOrStr) -> Result<u32, String> {
     let mode = match raw {
-        RawMode::Int(i) => u32::try_from(*i).map_err(|_| format!("mode {i} is not a file mode"))?,
-        RawMode::Str(s) => parse_octal_mode(s)?,
+        IntOrStr::Int(i) => {
+            u32::try_from(*i).map_err(|_| format!("mode {i} is not a file mode"))?
+        }
+        IntOrStr::Str(s) => parse_octal_mode(s)?,
     };
     if mode > 0o7777 {
         return Err(format!("mode {mode:o} is not a file mode (at most 0o7777)"));

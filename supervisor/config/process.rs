@@ -11,6 +11,9 @@
 use std::ffi::CString;
 
 use serde::{Deserialize, Serialize};
+use toml::de::DeValue;
+
+use super::file::{describe, int_of};
 
 /// What the child is started with besides its command and environment:
 /// its credentials, umask and resource limits, the env file read for it,
@@ -302,22 +305,23 @@ pub struct Rlimit {
 pub const INFINITY: &str = "infinity";
 
 /// One limit's value: a number or "infinity".
-fn limit_value(value: &toml::Value) -> Result<u64, String> {
+fn limit_value(value: &DeValue) -> Result<u64, String> {
     match value {
-        toml::Value::Integer(n) => u64::try_from(*n)
-            .ok()
+        DeValue::Integer(n) => int_of(n)
+            .and_then(|n| u64::try_from(n).ok())
             .filter(|n| *n != u64::MAX)
             .ok_or_else(|| format!("{n} is not a limit: a number from 0, or \"{INFINITY}\"")),
-        toml::Value::String(s) if s == INFINITY => Ok(u64::MAX),
+        DeValue::String(s) if s == INFINITY => Ok(u64::MAX),
         other => Err(format!(
-            "{other} is not a limit: a number from 0, or \"{INFINITY}\""
+            "{} is not a limit: a number from 0, or \"{INFINITY}\"",
+            describe(other)
         )),
     }
 }
 
 /// An `rlimits` entry: `nofile = 65536` (soft and hard alike),
 /// `core = "infinity"`, or `nofile = { soft = 1024, hard = 65536 }`.
-pub(super) fn parse_rlimit(name: &str, value: &toml::Value) -> Result<Rlimit, String> {
+pub(super) fn parse_rlimit(name: &str, value: &DeValue) -> Result<Rlimit, String> {
     let resource = Resource::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = Resource::ALL.iter().map(|r| r.name()).collect();
         format!(
@@ -327,11 +331,14 @@ pub(super) fn parse_rlimit(name: &str, value: &toml::Value) -> Result<Rlimit, St
         )
     })?;
     let (soft, hard) = match value {
-        toml::Value::Table(t) => {
-            if let Some(key) = t.keys().find(|k| *k != "soft" && *k != "hard") {
+        DeValue::Table(t) => {
+            if let Some(key) = t
+                .keys()
+                .find(|k| *k.get_ref() != "soft" && *k.get_ref() != "hard")
+            {
                 return Err(format!(
                     "rlimits.{name}: unknown key `{}`: expected `soft` and `hard`",
-                    key.escape_debug()
+                    key.get_ref().escape_debug()
                 ));
             }
             let (Some(soft), Some(hard)) = (t.get("soft"), t.get("hard")) else {
@@ -339,8 +346,10 @@ pub(super) fn parse_rlimit(name: &str, value: &toml::Value) -> Result<Rlimit, St
                     "rlimits.{name}: a table needs both `soft` and `hard`, as in {name} = {{ soft = 1024, hard = 65536 }}"
                 ));
             };
-            let soft = limit_value(soft).map_err(|e| format!("rlimits.{name}.soft: {e}"))?;
-            let hard = limit_value(hard).map_err(|e| format!("rlimits.{name}.hard: {e}"))?;
+            let soft =
+                limit_value(soft.get_ref()).map_err(|e| format!("rlimits.{name}.soft: {e}"))?;
+            let hard =
+                limit_value(hard.get_ref()).map_err(|e| format!("rlimits.{name}.hard: {e}"))?;
             (soft, hard)
         }
         value => {

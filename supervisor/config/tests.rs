@@ -270,6 +270,7 @@ mod handover;
 mod preload;
 mod process;
 mod protocol;
+mod reader;
 mod respawn_limit;
 mod socket_options;
 mod watch;

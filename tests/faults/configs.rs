@@ -259,7 +259,8 @@ fn hostile_configs() -> Vec<(&'static str, Content, Option<usize>)> {
         (
             "deeply nested table header",
             Content::Text(format!("[{}]\n", vec!["a"; 10_000].join("."))),
-            Some(1),
+            // toml 0.9 gives this error ("recursion limit") no place.
+            None,
         ),
         (
             "invalid UTF-8",

@@ -20,6 +20,7 @@ mod load;
 mod run_true;
 
 mod busy_loop;
+mod config_reader;
 mod config_sources;
 mod configs;
 mod control;

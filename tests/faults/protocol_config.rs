@@ -134,7 +134,7 @@ fn check_names_each_protocol_mistake_at_its_line() {
     );
     assert!(
         err.contains(&format!(
-            "{f}:8:23: invalid type: string \"yes\", expected a boolean"
+            "{f}:8:23: sockets_nonblocking: expected true or false, not the string \"yes\""
         )),
         "{err}"
     );

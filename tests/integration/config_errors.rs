@@ -89,10 +89,12 @@ fn values_of_the_wrong_type_do_not_hide_the_other_mistakes() {
     let found: Vec<&str> = err.lines().filter(|l| l.contains(&f)).collect();
     let expected = [
         format!("{f}:3:10: `tcp://127.0.0.1:99999`"),
-        format!("{f}:4:11: invalid type: string \"lots\", expected i64"),
-        format!("{f}:8:11: invalid type: string \"two\", expected i64"),
+        format!("{f}:4:11: backlog: expected a whole number, not the string \"lots\""),
+        format!("{f}:8:11: workers: expected a whole number, not the string \"two\""),
         format!("{f}:9:9: ready = \"sometimes\""),
-        format!("{f}:10:17: invalid type: integer `30`, expected a string"),
+        format!(
+            "{f}:10:17: drain_timeout: expected a duration such as \"10s\", not the integer 30"
+        ),
         format!("{f}:11:1: unknown field `colour` in [program]"),
         format!("{f}:12:15: `SIGNOPE` is not a signal"),
     ];
@@ -117,7 +119,7 @@ fn a_required_key_of_the_wrong_type_is_not_also_missing() {
     assert_eq!(code, 3, "{out}{err}");
     assert!(
         err.contains(&format!(
-            "{}:2:8: invalid type: integer `5`",
+            "{}:2:8: name: expected a string, not the integer 5",
             file.display()
         )),
         "{err}"

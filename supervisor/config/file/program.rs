@@ -1,12 +1,17 @@
 //! The `[program]` of the file, typed: the command, readiness, stop and
 //! respawn settings, the protocol knobs, and the process controls.
 
+use super::keys::{PROGRAM_KEYS, RESPAWN_LIMIT_KEYS};
+use super::reader::{Entries, Value};
 use super::*;
 
-#[derive(Deserialize)]
-pub(super) struct RawProgram {
+/// The `[program]` of the file, each value of the right type but not yet
+/// checked.
+pub(super) struct RawProgram<'t> {
     command: Option<Spanned<Vec<String>>>,
-    env: Option<Spanned<RawEnv>>,
+    /// `[program.env]` (or `env = { ... }`), in file order, each name and
+    /// value with its place.
+    env: Option<Entries<Spanned<String>>>,
     working_directory: Option<Spanned<String>>,
     ready: Option<Spanned<String>>,
     ready_command: Option<Spanned<Vec<String>>>,
@@ -28,27 +33,94 @@ pub(super) struct RawProgram {
     sockets_nonblocking: Option<Spanned<bool>>,
     preload: Option<Spanned<bool>>,
     // Process controls (issue 12): `process_from_raw`.
-    user: Option<Spanned<toml::Value>>,
-    group: Option<Spanned<toml::Value>>,
-    supplementary_groups: Option<Spanned<Vec<Spanned<toml::Value>>>>,
-    umask: Option<Spanned<RawMode>>,
-    rlimits: Option<Spanned<RawEntries<toml::Value>>>,
+    user: Option<Spanned<IntOrStr>>,
+    group: Option<Spanned<IntOrStr>>,
+    supplementary_groups: Option<Spanned<Vec<Spanned<IntOrStr>>>>,
+    umask: Option<Spanned<IntOrStr>>,
+    /// Each limit's value as the file has it: a number, a string or a
+    /// table (`parse_rlimit`).
+    rlimits: Option<Entries<&'t Value<'t>>>,
     env_file: Option<Spanned<String>>,
     clear_env: Option<Spanned<bool>>,
     respawn_limit: Option<Spanned<RawRespawnLimit>>,
+    /// The keys whose value had the wrong type (reported already).
+    refused: Vec<&'static str>,
 }
 
 /// `respawn_limit = { count = 5, within = "60s" }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRespawnLimit {
     count: Spanned<i64>,
     within: Spanned<String>,
 }
 
-/// `[program.env]` (or `env = { ... }`), in file order, each name and value
-/// with its place.
-type RawEnv = RawEntries<String>;
+impl<'t> RawProgram<'t> {
+    pub(super) fn read(r: &mut Reader, mut t: Table<'t, 't>) -> RawProgram<'t> {
+        const ID: &str = "a name or a number";
+        r.known_keys(&t, PROGRAM_KEYS);
+        let respawn_limit = read_respawn_limit(r, &mut t);
+        let mut raw = RawProgram {
+            command: r.strings(&mut t, "command"),
+            env: r.string_entries(&mut t, "env"),
+            working_directory: r.string(&mut t, "working_directory"),
+            ready: r.string(&mut t, "ready"),
+            ready_command: r.strings(&mut t, "ready_command"),
+            ready_delay: r.duration(&mut t, "ready_delay"),
+            ready_interval: r.duration(&mut t, "ready_interval"),
+            ready_timeout: r.duration(&mut t, "ready_timeout"),
+            min_ready_time: r.duration(&mut t, "min_ready_time"),
+            stop_signal: r.string(&mut t, "stop_signal"),
+            drain_timeout: r.duration(&mut t, "drain_timeout"),
+            respawn_backoff: r.duration(&mut t, "respawn_backoff"),
+            respawn_backoff_max: r.duration(&mut t, "respawn_backoff_max"),
+            workers: r.integer(&mut t, "workers"),
+            strategy: r.string(&mut t, "strategy"),
+            batch: r.integer(&mut t, "batch"),
+            handover_settle: r.duration(&mut t, "handover_settle"),
+            handover_timeout: r.duration(&mut t, "handover_timeout"),
+            listen_env: r.bool(&mut t, "listen_env"),
+            listen_pid: r.string(&mut t, "listen_pid"),
+            sockets_nonblocking: r.bool(&mut t, "sockets_nonblocking"),
+            preload: r.bool(&mut t, "preload"),
+            user: r.int_or_str(&mut t, "user", ID),
+            group: r.int_or_str(&mut t, "group", ID),
+            supplementary_groups: r.ints_or_strs(
+                &mut t,
+                "supplementary_groups",
+                "an array of names or numbers",
+                ID,
+            ),
+            umask: r.int_or_str(&mut t, "umask", "a umask such as 0o027 or \"027\""),
+            rlimits: r.entries(&mut t, "rlimits"),
+            env_file: r.string(&mut t, "env_file"),
+            clear_env: r.bool(&mut t, "clear_env"),
+            respawn_limit,
+            refused: Vec::new(),
+        };
+        raw.refused = t.refused;
+        raw
+    }
+}
+
+/// `respawn_limit`, or None (and the key refused) when it is not a table
+/// with a `count` and a `within` of the right types.
+fn read_respawn_limit(r: &mut Reader, t: &mut Table) -> Option<Spanned<RawRespawnLimit>> {
+    let mut limit = r.table(t, "respawn_limit", " in respawn_limit", "respawn_limit.")?;
+    r.known_keys(&limit, RESPAWN_LIMIT_KEYS);
+    let count = r.integer(&mut limit, "count");
+    let count = r.require(&limit, "count", count);
+    let within = r.duration(&mut limit, "within");
+    let within = r.require(&limit, "within", within);
+    match (count, within) {
+        (Some(count), Some(within)) => Some(Spanned::new(
+            limit.span(),
+            RawRespawnLimit { count, within },
+        )),
+        _ => {
+            t.refused.push("respawn_limit");
+            None
+        }
+    }
+}
 
 pub(super) fn program_from_raw(
     src: &Source,
@@ -57,7 +129,10 @@ pub(super) fn program_from_raw(
     out: &mut FileConfig,
     errors: &mut Vec<ConfigError>,
 ) {
-    let mut refused = std::collections::BTreeSet::new();
+    // A value of the wrong type was reported: the checks that depend on
+    // it must not report it again as missing.
+    let mut refused: std::collections::BTreeSet<&'static str> =
+        raw.refused.iter().copied().collect();
     process_from_raw(src, &raw, base, out, errors, &mut refused);
     let p = &mut out.program;
     let mut key = |name: &'static str, span: std::ops::Range<usize>| {
@@ -77,7 +152,7 @@ pub(super) fn program_from_raw(
     }
     if let Some(env) = raw.env {
         key("env", env.span());
-        let entries = env.into_inner().0;
+        let entries = env.into_inner();
         out.env_at.reserve(entries.len());
         for (name, value) in entries {
             if let Err(e) = check_env_entry(name.get_ref(), value.get_ref()) {
@@ -273,21 +348,12 @@ fn process_from_raw(
         refused.insert(name);
         errors.push(e);
     };
-    let id = |name: &str, v: &Spanned<toml::Value>| -> Result<Id, ConfigError> {
+    let id = |name: &str, v: &Spanned<IntOrStr>| -> Result<Id, ConfigError> {
         match v.get_ref() {
-            toml::Value::Integer(n) => u32::try_from(*n)
+            IntOrStr::Int(n) => u32::try_from(*n)
                 .map(Id::Number)
                 .map_err(|_| src.error(v, format!("{name}: {n} is not a user or group id"))),
-            toml::Value::String(s) => {
-                Id::parse(s).map_err(|e| src.error(v, format!("{name}: {e}")))
-            }
-            other => Err(src.error(
-                v,
-                format!(
-                    "{name}: expected a name or a number, not {}",
-                    other.type_str()
-                ),
-            )),
+            IntOrStr::Str(s) => Id::parse(s).map_err(|e| src.error(v, format!("{name}: {e}"))),
         }
     };
     for (name, value) in [("user", &raw.user), ("group", &raw.group)] {
@@ -315,10 +381,10 @@ fn process_from_raw(
     if let Some(m) = &raw.umask {
         out.keys.insert("umask", src.at(m.span().start));
         let mask = match m.get_ref() {
-            RawMode::Int(i) => u32::try_from(*i)
+            IntOrStr::Int(i) => u32::try_from(*i)
                 .map_err(|_| format!("umask {i} is not a umask"))
                 .and_then(check_umask),
-            RawMode::Str(s) => parse_umask(s),
+            IntOrStr::Str(s) => parse_umask(s),
         };
         match mask {
             Ok(mask) => p.umask = Some(mask),
@@ -328,14 +394,14 @@ fn process_from_raw(
     if let Some(limits) = &raw.rlimits {
         out.keys.insert("rlimits", src.at(limits.span().start));
         let mut parsed: Vec<Rlimit> = Vec::new();
-        for (name, value) in &limits.get_ref().0 {
+        for (name, value) in limits.get_ref() {
             match parse_rlimit(name.get_ref(), value.get_ref()) {
                 Ok(limit) => parsed.push(limit),
                 Err(e) => {
                     // An unknown name at the name, a bad value at the value.
                     let at = match Resource::from_name(name.get_ref()) {
                         None => src.error(name, e),
-                        Some(_) => src.error(value, e),
+                        Some(_) => src.error(*value, e),
                     };
                     refuse("rlimits", at);
                 }

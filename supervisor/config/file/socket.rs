@@ -1,35 +1,71 @@
 //! A `[[socket]]` of the file, typed: its address, backlog, mode,
 //! handover and options (`socket_options.rs`).
 
-use super::socket_options::{options_from_raw, RawId, RawOptions, RawSeconds};
+use super::keys::SOCKET_KEYS;
+use super::socket_options::{options_from_raw, RawOptions};
 use super::*;
 
-#[derive(Deserialize)]
+/// A `[[socket]]`, each value of the right type but not yet checked. A
+/// `name` or `listen` that is missing or of the wrong type is None (and
+/// reported): the socket cannot be made, its other mistakes are still
+/// found.
 pub(super) struct RawSocket {
-    pub(super) name: Spanned<String>,
-    listen: Spanned<String>,
+    pub(super) name: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
     backlog: Option<Spanned<i64>>,
     reuse_port: Option<bool>,
-    mode: Option<Spanned<RawMode>>,
+    mode: Option<Spanned<IntOrStr>>,
     handover: Option<Spanned<String>>,
     // The socket options (issue 12): `socket_options.rs`.
     ipv6_only: Option<Spanned<bool>>,
     free_bind: Option<Spanned<bool>>,
     bind_to_device: Option<Spanned<String>>,
     keepalive: Option<Spanned<bool>>,
-    keepalive_idle: Option<Spanned<RawSeconds>>,
-    keepalive_interval: Option<Spanned<RawSeconds>>,
+    keepalive_idle: Option<Spanned<IntOrStr>>,
+    keepalive_interval: Option<Spanned<IntOrStr>>,
     keepalive_count: Option<Spanned<i64>>,
-    defer_accept: Option<Spanned<RawSeconds>>,
+    defer_accept: Option<Spanned<IntOrStr>>,
     fast_open: Option<Spanned<i64>>,
     receive_buffer: Option<Spanned<i64>>,
     send_buffer: Option<Spanned<i64>>,
     no_delay: Option<Spanned<bool>>,
-    owner: Option<Spanned<RawId>>,
-    group: Option<Spanned<RawId>>,
+    owner: Option<Spanned<IntOrStr>>,
+    group: Option<Spanned<IntOrStr>>,
 }
 
 impl RawSocket {
+    /// Reads one `[[socket]]` table: it stands where its header does.
+    pub(super) fn read(r: &mut Reader, mut t: Table) -> Spanned<RawSocket> {
+        const SECONDS: &str = "a number of seconds or a duration such as \"30s\"";
+        const ID: &str = "a name or a number";
+        r.known_keys(&t, SOCKET_KEYS);
+        let name = r.string(&mut t, "name");
+        let listen = r.string(&mut t, "listen");
+        let raw = RawSocket {
+            name: r.require(&t, "name", name),
+            listen: r.require(&t, "listen", listen),
+            backlog: r.integer(&mut t, "backlog"),
+            reuse_port: r.bool(&mut t, "reuse_port").map(Spanned::into_inner),
+            mode: r.int_or_str(&mut t, "mode", "a file mode such as 0o660 or \"0660\""),
+            handover: r.string(&mut t, "handover"),
+            ipv6_only: r.bool(&mut t, "ipv6_only"),
+            free_bind: r.bool(&mut t, "free_bind"),
+            bind_to_device: r.string(&mut t, "bind_to_device"),
+            keepalive: r.bool(&mut t, "keepalive"),
+            keepalive_idle: r.int_or_str(&mut t, "keepalive_idle", SECONDS),
+            keepalive_interval: r.int_or_str(&mut t, "keepalive_interval", SECONDS),
+            keepalive_count: r.integer(&mut t, "keepalive_count"),
+            defer_accept: r.int_or_str(&mut t, "defer_accept", SECONDS),
+            fast_open: r.integer(&mut t, "fast_open"),
+            receive_buffer: r.integer(&mut t, "receive_buffer"),
+            send_buffer: r.integer(&mut t, "send_buffer"),
+            no_delay: r.bool(&mut t, "no_delay"),
+            owner: r.int_or_str(&mut t, "owner", ID),
+            group: r.int_or_str(&mut t, "group", ID),
+        };
+        Spanned::new(t.span(), raw)
+    }
+
     fn options(&self) -> RawOptions<'_> {
         RawOptions {
             ipv6_only: &self.ipv6_only,
@@ -56,24 +92,29 @@ pub(super) fn socket_from_raw(
     base: &Path,
 ) -> Result<SocketSpec, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    if let Err(e) = sockets::validate_name(raw.name.get_ref()) {
-        errors.push(src.error(&raw.name, e));
+    if let Some(name) = &raw.name {
+        if let Err(e) = sockets::validate_name(name.get_ref()) {
+            errors.push(src.error(name, e));
+        }
     }
-    let listen = match raw.listen.get_ref().parse::<ListenAddr>() {
-        Ok(addr) => {
-            let addr = addr.rebase(base);
-            if let ListenAddr::Unix(path) = &addr {
-                if let Err(e) = sockets::check_unix_path(path) {
-                    errors.push(src.error(&raw.listen, e));
+    let listen = raw
+        .listen
+        .as_ref()
+        .and_then(|l| match l.get_ref().parse::<ListenAddr>() {
+            Ok(addr) => {
+                let addr = addr.rebase(base);
+                if let ListenAddr::Unix(path) = &addr {
+                    if let Err(e) = sockets::check_unix_path(path) {
+                        errors.push(src.error(l, e));
+                    }
                 }
+                Some(addr)
             }
-            Some(addr)
-        }
-        Err(e) => {
-            errors.push(src.error(&raw.listen, e.to_string()));
-            None
-        }
-    };
+            Err(e) => {
+                errors.push(src.error(l, e.to_string()));
+                None
+            }
+        });
     let backlog = match &raw.backlog {
         Some(b) if *b.get_ref() < 1 || *b.get_ref() > i64::from(i32::MAX) => {
             errors.push(src.error(
@@ -127,9 +168,9 @@ pub(super) fn socket_from_raw(
         }
     }
     let options = options_from_raw(src, &raw.options(), listen.as_ref(), &mut errors);
-    match listen {
-        Some(listen) if errors.is_empty() => Ok(SocketSpec {
-            name: raw.name.get_ref().clone(),
+    match (&raw.name, listen) {
+        (Some(name), Some(listen)) if errors.is_empty() => Ok(SocketSpec {
+            name: name.get_ref().clone(),
             listen,
             backlog,
             reuse_port,

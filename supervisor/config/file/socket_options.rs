@@ -2,29 +2,13 @@
 //! units have them: typed, checked against their ranges and against the
 //! kind of socket (`SocketOptions::misfits`), each mistake at its key.
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::super::position::Source;
 use super::super::values::parse_duration;
 use super::super::ConfigError;
+use super::reader::IntOrStr;
 use crate::sockets::{ListenAddr, SocketOptions};
-
-/// Whole seconds: `"30s"`, `"2m"`, or a number of seconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawSeconds {
-    Int(i64),
-    Str(String),
-}
-
-/// A user or group: a name, or a numeric id.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawId {
-    Int(i64),
-    Str(String),
-}
 
 /// The option keys of a `[[socket]]`, as `RawSocket` has them.
 pub(super) struct RawOptions<'a> {
@@ -32,16 +16,16 @@ pub(super) struct RawOptions<'a> {
     pub free_bind: &'a Option<Spanned<bool>>,
     pub bind_to_device: &'a Option<Spanned<String>>,
     pub keepalive: &'a Option<Spanned<bool>>,
-    pub keepalive_idle: &'a Option<Spanned<RawSeconds>>,
-    pub keepalive_interval: &'a Option<Spanned<RawSeconds>>,
+    pub keepalive_idle: &'a Option<Spanned<IntOrStr>>,
+    pub keepalive_interval: &'a Option<Spanned<IntOrStr>>,
     pub keepalive_count: &'a Option<Spanned<i64>>,
-    pub defer_accept: &'a Option<Spanned<RawSeconds>>,
+    pub defer_accept: &'a Option<Spanned<IntOrStr>>,
     pub fast_open: &'a Option<Spanned<i64>>,
     pub receive_buffer: &'a Option<Spanned<i64>>,
     pub send_buffer: &'a Option<Spanned<i64>>,
     pub no_delay: &'a Option<Spanned<bool>>,
-    pub owner: &'a Option<Spanned<RawId>>,
-    pub group: &'a Option<Spanned<RawId>>,
+    pub owner: &'a Option<Spanned<IntOrStr>>,
+    pub group: &'a Option<Spanned<IntOrStr>>,
 }
 
 /// The kernel's limits (include/net/tcp.h): MAX_TCP_KEEPIDLE,
@@ -63,7 +47,7 @@ pub(super) fn options_from_raw(
     errors: &mut Vec<ConfigError>,
 ) -> SocketOptions {
     let bool_of = |v: &Option<Spanned<bool>>| v.as_ref().map(|b| *b.get_ref());
-    let mut seconds = |key: &str, v: &Option<Spanned<RawSeconds>>, min: i64, max: i64| {
+    let mut seconds = |key: &str, v: &Option<Spanned<IntOrStr>>, min: i64, max: i64| {
         let v = v.as_ref()?;
         match parse_seconds(key, v.get_ref(), min, max) {
             Ok(s) => Some(s),
@@ -116,17 +100,18 @@ pub(super) fn options_from_raw(
             Some(name.clone())
         }
     });
-    let mut id =
-        |key: &str, v: &Option<Spanned<RawId>>, lookup: fn(&str) -> Result<Option<u32>, String>| {
-            let v = v.as_ref()?;
-            match resolve_id(key, v.get_ref(), lookup) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    errors.push(src.error(v, e));
-                    None
-                }
+    let mut id = |key: &str,
+                  v: &Option<Spanned<IntOrStr>>,
+                  lookup: fn(&str) -> Result<Option<u32>, String>| {
+        let v = v.as_ref()?;
+        match resolve_id(key, v.get_ref(), lookup) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                errors.push(src.error(v, e));
+                None
             }
-        };
+        }
+    };
     let owner = id("owner", raw.owner, user_id);
     let group = id("group", raw.group, group_id);
     let options = SocketOptions {
@@ -184,10 +169,10 @@ impl RawOptions<'_> {
     }
 }
 
-fn parse_seconds(key: &str, raw: &RawSeconds, min: i64, max: i64) -> Result<u32, String> {
+fn parse_seconds(key: &str, raw: &IntOrStr, min: i64, max: i64) -> Result<u32, String> {
     let secs = match raw {
-        RawSeconds::Int(n) => *n,
-        RawSeconds::Str(s) => {
+        IntOrStr::Int(n) => *n,
+        IntOrStr::Str(s) => {
             let d = parse_duration(s).map_err(|e| format!("{key}: {e}"))?;
             if d.subsec_nanos() != 0 {
                 return Err(format!(
@@ -209,15 +194,15 @@ fn parse_seconds(key: &str, raw: &RawSeconds, min: i64, max: i64) -> Result<u32,
 /// mistake of the file, found by `handoff check`.
 fn resolve_id(
     key: &str,
-    raw: &RawId,
+    raw: &IntOrStr,
     lookup: fn(&str) -> Result<Option<u32>, String>,
 ) -> Result<u32, String> {
     match raw {
-        RawId::Int(n) => u32::try_from(*n)
+        IntOrStr::Int(n) => u32::try_from(*n)
             .ok()
             .filter(|id| *id != u32::MAX)
             .ok_or_else(|| format!("{key} = {n} is not an id")),
-        RawId::Str(name) => match name.parse::<u32>() {
+        IntOrStr::Str(name) => match name.parse::<u32>() {
             Ok(id) => Ok(id),
             Err(_) => match lookup(name) {
                 Ok(Some(id)) => Ok(id),

@@ -70,7 +70,7 @@ fn an_unknown_name_or_a_wrong_type_is_an_error_at_its_line() {
     );
     let e = errors(&with(r#""SIGUSR1""#));
     assert!(
-        e.starts_with("t.toml:1:19: invalid type: string \"SIGUSR1\", expected a sequence"),
+        e.starts_with("t.toml:1:19: forward_signals: expected an array of strings, not the string \"SIGUSR1\""),
         "{e}"
     );
 }

@@ -230,9 +230,20 @@ fn handover_keys_of_the_wrong_type_are_each_reported_once() {
     );
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 4, "{e}");
-    assert!(lines[0].starts_with("t.toml:1:12: invalid type"), "{e}");
-    assert!(lines[1].starts_with("t.toml:5:12: invalid type"), "{e}");
-    assert!(lines[2].starts_with("t.toml:8:19: invalid type"), "{e}");
+    assert!(
+        lines[0].starts_with("t.toml:1:12: handover: expected a string, not the integer 1"),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("t.toml:5:12: handover: expected a string, not the boolean true"),
+        "{e}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "t.toml:8:19: handover_settle: expected a duration such as \"10s\", not the integer 9"
+        ),
+        "{e}"
+    );
     assert!(
         lines[3].starts_with("t.toml:9:20: handover_timeout: `1` is not a duration"),
         "{e}"

@@ -201,7 +201,7 @@ fn rlimit_mistakes_each_at_their_place() {
         ("core = \"unlimited\"", "t.toml:6:20: rlimits.core:"),
         (
             "core = true",
-            "t.toml:6:20: rlimits.core: true is not a limit",
+            "t.toml:6:20: rlimits.core: the boolean true is not a limit",
         ),
         (
             "core = { soft = 2, hard = 1 }",

@@ -177,18 +177,22 @@ fn protocol_keys_of_the_wrong_type_are_each_reported_once() {
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 2, "{e}");
     assert!(
-        lines[0].starts_with("t.toml:6:14: invalid type: string \"false\", expected a boolean"),
+        lines[0].starts_with(
+            "t.toml:6:14: listen_env: expected true or false, not the string \"false\""
+        ),
         "{e}"
     );
     assert!(
-        lines[1].starts_with("t.toml:8:23: invalid type: integer `1`, expected a boolean"),
+        lines[1].starts_with(
+            "t.toml:8:23: sockets_nonblocking: expected true or false, not the integer 1"
+        ),
         "{e}"
     );
     let e = errors(&protocol_file("listen_env = false\nlisten_pid = true"));
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 1, "{e}");
     assert!(
-        lines[0].starts_with("t.toml:7:14: invalid type: boolean `true`, expected a string"),
+        lines[0].starts_with("t.toml:7:14: listen_pid: expected a string, not the boolean true"),
         "{e}"
     );
 }
