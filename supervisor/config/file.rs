@@ -24,11 +24,13 @@ mod program;
 mod reader;
 mod socket;
 mod socket_options;
+mod watch;
 use keys::TOP_KEYS;
 use program::{program_from_raw, RawProgram};
 pub(super) use reader::{describe, int_of};
 use reader::{IntOrStr, Reader, Table};
 use socket::{parse_handover, socket_from_raw, RawSocket};
+use watch::{watch_from_raw, RawWatch};
 
 /// What a file says, typed but not yet merged with flags or defaulted.
 #[derive(Debug, Default)]
@@ -71,6 +73,7 @@ struct RawFile<'t> {
     handover: Option<Spanned<String>>,
     socket: Vec<Spanned<RawSocket>>,
     program: Option<RawProgram<'t>>,
+    watch: Option<RawWatch>,
 }
 
 impl<'t> RawFile<'t> {
@@ -92,6 +95,9 @@ impl<'t> RawFile<'t> {
             program: r
                 .table(&mut top, "program", " in [program]", "")
                 .map(|t| RawProgram::read(r, t)),
+            watch: r
+                .table(&mut top, "watch", " in [watch]", "watch.")
+                .map(|t| RawWatch::read(r, t)),
         }
     }
 }
@@ -175,6 +181,9 @@ pub(super) fn parse_file(
     }
     if let Some(program) = raw.program {
         program_from_raw(&src, program, &base, &mut out, &mut errors);
+    }
+    if let Some(watch) = raw.watch {
+        watch_from_raw(&src, watch, &base, &mut out, &mut errors);
     }
     if unnamed {
         return Err(ConfigErrors(errors));

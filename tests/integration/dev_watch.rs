@@ -266,3 +266,46 @@ fn cargo_run_follows_edits_and_survives_a_compile_error() {
     // Cargo's output in target/ restarted nothing.
     assert_eq!(change_lines(&h).len(), 3, "{}", h.log());
 }
+
+#[test]
+fn the_files_watch_table_is_followed_through_a_reload() {
+    let dir = temp_dir();
+    let root = dir.path();
+    for sub in ["src", "lib"] {
+        std::fs::create_dir_all(root.join(sub)).expect("dirs");
+    }
+    let script = root.join("server.sh");
+    write_script(&script, example("hello").to_str().expect("utf-8 path"));
+    let config = |watched: &str| {
+        format!(
+            "[[socket]]\nname = \"http\"\nlisten = \"tcp://127.0.0.1:0\"\n\
+             [program]\ncommand = [{script:?}]\n\
+             [watch]\npaths = [\"{watched}\"]\ndebounce = \"100ms\"\n"
+        )
+    };
+    std::fs::write(root.join("dev.toml"), config("src")).expect("config");
+    let mut cmd = run_command(handoff_bin(), root);
+    cmd.current_dir(root)
+        .arg("--config")
+        .arg(root.join("dev.toml"));
+    let mut h = Handoff::spawn(cmd, root);
+    h.wait_generation(1);
+    h.wait_log_since_start(&["watching src (1 directory)"]);
+    std::fs::write(root.join("src/a.txt"), "x").expect("write");
+    h.wait_log("change in src/a.txt: building generation 2");
+    h.wait_generation(2);
+    // The reload watches lib instead: a change in src is no longer one.
+    std::fs::write(root.join("dev.toml"), config("lib")).expect("config");
+    let (code, out, err) = client(&["reload", "--control", h.control.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    h.wait_log("watching lib (1 directory)");
+    h.wait_generation(3);
+    std::fs::write(root.join("src/b.txt"), "x").expect("write");
+    std::fs::write(root.join("lib/c.txt"), "x").expect("write");
+    let line = h.wait_log("change in ");
+    assert!(
+        line.contains("change in lib/c.txt: building generation 4"),
+        "{line}\n{}",
+        h.log()
+    );
+}

@@ -10,6 +10,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "handover",
     "socket",
     "program",
+    "watch",
 ];
 
 pub(super) const SOCKET_KEYS: &[&str] = &[
@@ -70,3 +71,6 @@ pub(super) const PROGRAM_KEYS: &[&str] = &[
 
 /// `respawn_limit = { count = 5, within = "60s" }`.
 pub(super) const RESPAWN_LIMIT_KEYS: &[&str] = &["count", "within"];
+
+/// `[watch]`: development mode.
+pub(super) const WATCH_KEYS: &[&str] = &["paths", "ignore", "debounce"];

@@ -100,3 +100,64 @@ fn each_mistake_is_named() {
     .to_string();
     assert!(e.contains("need a path to watch"), "{e}");
 }
+
+#[test]
+fn the_file_watch_table_is_read_and_flags_replace_its_paths() {
+    let file = format!("{FILE}[watch]\npaths = [\".\"]\nignore = [\"*.log\"]\ndebounce = \"1s\"\n");
+    let c = parse(&file).unwrap();
+    let watch = c.watch.expect("watching");
+    assert_eq!(watch.ignore, vec!["*.log".to_string()]);
+    assert_eq!(watch.debounce, Duration::from_secs(1));
+    assert_eq!(c.program.listen_pid, ListenPid::Any);
+    // --watch replaces the file's paths; both sides' globs apply.
+    let c = parse_with(
+        &file,
+        Overrides {
+            watch: WatchSettings {
+                paths: vec!["supervisor".into()],
+                ignore: vec!["*.tmp".into()],
+                debounce: None,
+            },
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let watch = c.watch.expect("watching");
+    assert_eq!(watch.paths, vec![here().join("supervisor")]);
+    assert_eq!(watch.ignore, vec!["*.log".to_string(), "*.tmp".to_string()]);
+}
+
+#[test]
+fn the_file_watch_table_reports_each_mistake_at_its_line() {
+    let e = parse(&format!(
+        "{FILE}[watch]\npaths = [\"nowhere\"]\nignore = [\"[\"]\ndebounce = \"soon\"\npath = \"x\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    let lines: Vec<&str> = e.lines().collect();
+    // Relative to the file's directory, and shown so.
+    let nowhere = here().join("nowhere");
+    assert!(
+        lines[0].starts_with(&format!(
+            "t.toml:7:10: watch.paths {}: No such file",
+            nowhere.display()
+        )),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("t.toml:8:11: watch.ignore `[`: "),
+        "{e}"
+    );
+    assert!(lines[2].starts_with("t.toml:9:12: watch.debounce: "), "{e}");
+    assert!(
+        lines[3].starts_with("t.toml:10:1: unknown field `path` in [watch]"),
+        "{e}"
+    );
+    let e = parse(&format!("{FILE}[watch]\npaths = \"src\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("t.toml:7:9: watch.paths: expected an array of strings"),
+        "{e}"
+    );
+}
