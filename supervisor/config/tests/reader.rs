@@ -75,7 +75,7 @@ fn mistakes_of_every_kind_and_table_come_in_one_pass_sorted_by_place() {
     assert_eq!(
         places(&e),
         [
-            "1:1: unknown field `colour`, expected one of `control`, `sighup`, `fdstore`, `forward_signals`, `handover`, `socket`, `program`",
+            "1:1: unknown field `colour`, expected one of `control`, `sighup`, `fdstore`, `forward_signals`, `handover`, `socket`, `program`, `watch`",
             "2:11: fdstore: expected true or false, not the string \"yes\"",
             "4:8: name: expected a string, not the integer 5",
             "5:10: `tcp://127.0.0.1`: no port: expected HOST:PORT",
