@@ -74,8 +74,8 @@ pub struct RunArgs {
     /// With --ready exec: how often to run the probe. [default: 200ms]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_interval: Option<Duration>,
-    /// How long a new child has to become ready. [default: 30s; 5min with
-    /// --watch]
+    /// How long a new child has to become ready (5min by default with
+    /// --watch: the build counts). [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub ready_timeout: Option<Duration>,
     /// How long a restart's new workers must stay up once ready before
@@ -104,7 +104,8 @@ pub struct RunArgs {
     /// pid), or any it starts (no LISTEN_PID: for a wrapper that does not
     /// exec the server, such as `cargo run`, `npm start` or a shell
     /// script; the server's library must accept a missing LISTEN_PID, as
-    /// Rust's listenfd does). [default: child; any with --watch]
+    /// Rust's listenfd does; any is the default with --watch). [default:
+    /// child]
     #[arg(long, value_enum)]
     pub listen_pid: Option<config::ListenPid>,
     /// Hand the sockets over with O_NONBLOCK set (tokio servers want them
