@@ -55,6 +55,8 @@ struct Dir {
 pub struct Tree {
     fd: AsyncFd<Watches>,
     dirs: HashMap<WatchDescriptor, Dir>,
+    /// The watched directories themselves.
+    roots: Vec<PathBuf>,
 }
 
 /// What happened to a path.
@@ -91,10 +93,17 @@ impl Tree {
         let mut tree = Tree {
             fd,
             dirs: HashMap::new(),
+            roots: Vec::new(),
         };
         for path in paths {
             if path.is_dir() {
                 tree.add_all(path, ignore)?;
+                // Its directory too, for this name: a watched directory
+                // removed and made again (a branch switch) is watched again.
+                if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+                    tree.add(parent, Some(name.to_os_string()))?;
+                    tree.roots.push(path.clone());
+                }
             } else {
                 let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
                     continue;
@@ -105,9 +114,10 @@ impl Tree {
         Ok(tree)
     }
 
-    /// How many directories are watched.
+    /// How many directories are watched with everything in them (not
+    /// those watched for a name or two).
     pub fn len(&self) -> usize {
-        self.dirs.len()
+        self.dirs.values().filter(|d| d.all).count()
     }
 
     /// `dir` and every directory under it that `ignore` does not rule out.
@@ -200,7 +210,8 @@ impl Tree {
                 && event
                     .mask
                     .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
-            if new_dir && dir.all && !ignore.rules_out_dir(&path) {
+            let a_root = self.roots.contains(&path);
+            if new_dir && ((dir.all && !ignore.rules_out_dir(&path)) || a_root) {
                 if let Err(e) = self.add_all(&path, ignore) {
                     tracing::warn!("watch: {e}");
                 }

@@ -309,3 +309,19 @@ fn the_files_watch_table_is_followed_through_a_reload() {
         h.log()
     );
 }
+
+#[test]
+fn a_watched_directory_removed_and_made_again_is_watched_again() {
+    let dir = temp_dir();
+    let mut h = watch_src(dir.path(), &[]);
+    let src = dir.path().join("src");
+    std::fs::remove_dir_all(&src).expect("rm -r src");
+    h.wait_log("building generation 2");
+    h.wait_generation(2);
+    // A branch switch brings it back.
+    std::fs::create_dir(&src).expect("mkdir src");
+    h.wait_log("change in src: building generation 3");
+    h.wait_generation(3);
+    std::fs::write(src.join("a.rs"), "x").expect("write");
+    h.wait_log("change in src/a.rs: building generation 4");
+}
