@@ -308,6 +308,16 @@ pub fn render(s: &Status) -> String {
     if s.shutting_down {
         out += ", shutting down";
     }
+    if let Some(paths) = &s.watching {
+        out += &format!(
+            "\nwatching {}: a change restarts the server",
+            paths
+                .iter()
+                .map(|p| crate::file_watch::shown(std::path::Path::new(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     out += "\n\nSOCKET   FD  ADDRESS                 LISTEN\n";
     for k in &s.sockets {
         let mut trouble = String::new();

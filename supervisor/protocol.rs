@@ -186,6 +186,10 @@ pub struct Status {
     /// socket of its group instead of resetting it.
     #[serde(default)]
     pub tcp_migrate_req: Option<bool>,
+    /// `--watch` (development mode): the watched paths, as given to the
+    /// supervisor (absolute). None: files are not watched.
+    #[serde(default)]
+    pub watching: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

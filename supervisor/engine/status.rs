@@ -48,6 +48,11 @@ impl Supervisor {
                 .collect(),
             workers: core.worker_rows(Instant::now(), SystemTime::now()),
             tcp_migrate_req: crate::steer::migrate_req(),
+            watching: self
+                .source
+                .watch
+                .as_ref()
+                .map(|w| w.paths.iter().map(|p| p.display().to_string()).collect()),
         }
     }
 

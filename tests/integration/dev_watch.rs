@@ -48,6 +48,17 @@ fn a_change_restarts_once_and_the_answering_pid_changes() {
     let dir = temp_dir();
     let mut h = watch_src(dir.path(), &[]);
     let addr = h.addr("http");
+    // Development mode shows in status, both forms.
+    let src = std::fs::canonicalize(dir.path().join("src")).expect("src");
+    let watching = h.status().watching.expect("watching in status");
+    assert_eq!(watching.len(), 1);
+    assert_eq!(std::fs::canonicalize(&watching[0]).expect("a path"), src);
+    let (code, out, err) = client(&["status", "--control", h.control.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\nwatching ") && out.contains("src: a change restarts the server"),
+        "{out}"
+    );
     let first = get_from_generation(&addr, "/", 1);
     std::fs::write(dir.path().join("src/main.txt"), "changed\n").expect("edit");
     h.wait_log("change in src/main.txt: building generation 2");
