@@ -66,8 +66,10 @@ pub(super) fn merge(
     }
     let mut absolute = Vec::new();
     for path in paths {
-        match std::fs::metadata(path) {
-            Ok(_) => absolute.push(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+        // Canonical: `../examples` from a file in config/ is shown, and
+        // matched against events, as the directory it is.
+        match std::fs::canonicalize(path) {
+            Ok(path) => absolute.push(path),
             Err(e) => errors.push(ConfigError {
                 location: location.clone(),
                 message: format!("{said} {}: {e}", path.display()),

@@ -262,19 +262,19 @@ impl Core {
             }
         }
         tracing::info!(
-            "generation {number}{} ready in {} ms{}; draining {}",
+            "generation {number}{} ready in {}{}; draining {}",
             if done && batch.len() == self.slots.len() {
                 String::new()
             } else {
                 format!(" workers {}", slot_list(&batch))
             },
-            took.as_millis(),
+            crate::ms(took),
             if held.is_zero() {
                 String::new()
             } else {
                 format!(
-                    ", then held {} ms (min_ready_time, and the old sockets' quiet)",
-                    held.as_millis()
+                    ", then held {} (min_ready_time, and the old sockets' quiet)",
+                    crate::ms(held)
                 )
             },
             if old.is_empty() {

@@ -216,6 +216,15 @@ fn the_example_config_is_valid() {
 }
 
 #[test]
+fn the_development_config_is_valid_where_it_stands() {
+    // Its paths are relative to config/: checked in place, not copied.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/dev.toml");
+    let (code, out, err) = client(&["check", "--config", file]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok (1 socket(s), 1 worker(s))"), "{out}");
+}
+
+#[test]
 fn usage_errors_exit_2_and_an_absent_supervisor_exits_4() {
     let (code, _, err) = client(&["run", "--listen", "nonsense", "--", "true"]);
     assert_eq!(code, 2, "{err}");
