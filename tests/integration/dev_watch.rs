@@ -336,3 +336,16 @@ fn a_watched_directory_removed_and_made_again_is_watched_again() {
     std::fs::write(src.join("a.rs"), "x").expect("write");
     h.wait_log("change in src/a.rs: building generation 4");
 }
+
+#[test]
+fn watching_goes_on_after_handoff_upgrades_itself() {
+    let dir = temp_dir();
+    let mut h = watch_src(dir.path(), &[]);
+    let (code, out, err) = client(&["upgrade", "--control", h.control.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    h.wait_log("upgraded from handoff");
+    h.wait_log("watching src (1 directory)");
+    std::fs::write(dir.path().join("src/main.txt"), "changed\n").expect("edit");
+    h.wait_log("change in src/main.txt: building generation 2");
+    h.wait_generation(2);
+}
