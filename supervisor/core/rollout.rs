@@ -32,6 +32,7 @@ impl Core {
     }
 
     fn begin_restart(&mut self, fx: &mut dyn Effects, asked: Asked<RestartWaiter>) {
+        let has_ready = self.rollout_has_a_ready_worker();
         match &mut self.phase {
             Phase::Stopping { .. } => {
                 if let Asked::Client(w) = asked {
@@ -39,11 +40,29 @@ impl Core {
                 }
             }
             Phase::Rolling { rollout, queued } => {
-                tracing::info!(
-                    "restart requested while generation {} is starting: one more restart will follow it",
-                    rollout.generation.number
-                );
+                let number = rollout.generation.number;
+                let stale = matches!(asked, Asked::Change) && rollout.replaced == 0;
                 queued.push(asked);
+                // A file changed while the build of an older change is under
+                // way: that build is out of date, so it is stopped and the
+                // queued restart builds the new one at once, rather than after
+                // it. Only while none of its workers is ready: one that is may
+                // already have connections.
+                if stale && !has_ready {
+                    // Whoever waits for it is answered by the next one.
+                    queued.waiters.append(&mut rollout.waiters);
+                    self.roll_back_rollout(
+                        fx,
+                        "out of date before it was ready: a newer change arrived".into(),
+                        ErrorKind::RestartFailed,
+                        None,
+                        Rollback::Superseded,
+                    );
+                    return;
+                }
+                tracing::info!(
+                    "restart requested while generation {number} is starting: one more restart will follow it"
+                );
             }
             Phase::Upgrading { .. } => match asked {
                 Asked::Client(w) => fx.answer(
@@ -119,6 +138,20 @@ impl Core {
             return self.fail_rollout(fx, reason, ErrorKind::RestartFailed, None);
         }
         self.start_next_batch(fx);
+    }
+
+    /// Whether a worker of the rollout's batch is ready (or past it).
+    fn rollout_has_a_ready_worker(&self) -> bool {
+        let Phase::Rolling { rollout, .. } = &self.phase else {
+            return false;
+        };
+        rollout.ready_at.is_some()
+            || rollout.batch.iter().any(|&slot| {
+                self.slots
+                    .get(slot)
+                    .and_then(Slot::incoming)
+                    .is_some_and(super::Worker::is_ready)
+            })
     }
 
     pub(super) fn rollout_mut(&mut self) -> &mut Rollout {
@@ -353,6 +386,17 @@ impl Core {
         kind: ErrorKind,
         reaped: Option<super::WorkerId>,
     ) {
+        self.roll_back_rollout(fx, reason, kind, reaped, Rollback::Failed);
+    }
+
+    fn roll_back_rollout(
+        &mut self,
+        fx: &mut dyn Effects,
+        reason: String,
+        kind: ErrorKind,
+        reaped: Option<super::WorkerId>,
+        why: Rollback,
+    ) {
         let Phase::Rolling { rollout, queued } = std::mem::take(&mut self.phase) else {
             unreachable!("only called while a rollout is in progress")
         };
@@ -375,6 +419,11 @@ impl Core {
             if Some(new.id) != reaped {
                 self.kill(fx, new, format!("generation {number} rolled back"));
             }
+        }
+        if why == Rollback::Superseded {
+            tracing::info!("generation {number} stopped: {reason}");
+            self.start_queued(fx, queued);
+            return;
         }
         self.last_failure = Some(format!("generation {number} failed: {reason}"));
         let message = if kind == ErrorKind::ShuttingDown {
@@ -433,6 +482,16 @@ impl Core {
             }
         }
     }
+}
+
+/// Why a rollout is rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollback {
+    /// It failed: an error, answered to whoever waits for it.
+    Failed,
+    /// A newer change made it out of date (`--watch`): no failure, and
+    /// whoever waits for it waits for the next one.
+    Superseded,
 }
 
 /// "0-3, 7".

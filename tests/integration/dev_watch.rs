@@ -349,3 +349,35 @@ fn watching_goes_on_after_handoff_upgrades_itself() {
     h.wait_log("change in src/main.txt: building generation 2");
     h.wait_generation(2);
 }
+
+#[test]
+fn a_change_during_a_slow_build_stops_it_and_builds_again_at_once() {
+    let dir = temp_dir();
+    let mut h = watch_src(dir.path(), &[]);
+    // The "build" takes a minute while main.txt says slow.
+    write_executable(
+        &dir.path().join("server.sh"),
+        &format!(
+            "#!/bin/sh\nif grep -q slow src/main.txt; then echo building slowly >&2; sleep 60; fi\nexec {}\n",
+            example("hello").display()
+        ),
+    );
+    let addr = h.addr("http");
+    let load = Load::start(&addr, 4);
+    std::fs::write(dir.path().join("src/main.txt"), "slow\n").expect("edit");
+    h.wait_log("change in src/main.txt: building generation 2");
+    // Its script has read main.txt and sleeps.
+    h.wait_log("building slowly");
+    std::fs::write(dir.path().join("src/main.txt"), "fast\n").expect("edit");
+    h.wait_log("generation 2 stopped: out of date before it was ready");
+    // Generation 3 is up long before generation 2's minute would be.
+    h.wait_generation(3);
+    get_from_generation(&addr, "/", 3);
+    let tally = load.stop();
+    assert_eq!(tally.failures(), 0, "{tally:?}");
+    assert!(
+        !h.log().contains("restart to generation 2 failed"),
+        "{}",
+        h.log()
+    );
+}

@@ -422,6 +422,11 @@ impl Harness {
         self.core
             .restart(&mut self.fx, Asked::Signal(Signal::SIGHUP));
     }
+
+    /// A restart asked by a watched file's change (`--watch`).
+    pub fn change(&mut self) {
+        self.core.restart(&mut self.fx, Asked::Change);
+    }
 }
 
 // Effect builders, to keep expected sequences short.

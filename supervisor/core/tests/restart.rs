@@ -1,6 +1,8 @@
 //! All-at-once restarts: commit, the report's numbers, min_ready_time,
 //! rollback, `--drained`, and coalescing.
 
+use std::time::Duration;
+
 use nix::sys::signal::Signal;
 
 use super::fake::*;
@@ -277,6 +279,52 @@ fn sighups_during_a_rollout_start_exactly_one_more() {
     expected.extend(drain(2));
     assert_eq!(h.take(), expected);
     assert_eq!(h.core.restarting(), None);
+}
+
+#[test]
+fn a_change_during_a_build_stops_it_and_builds_the_new_one_at_once() {
+    let mut h = Harness::serving(quick(1, 0));
+    h.change();
+    assert_eq!(h.take(), vec![launch(2, 2, 0), ready_deadline(2)]);
+    let mut client = h.restart(false);
+    // Generation 2 is still building: it is out of date, stopped (its
+    // whole group killed) and generation 3 starts now, not after it.
+    h.change();
+    assert_eq!(
+        h.take(),
+        vec![
+            Effect::Signal(2, Signal::SIGKILL),
+            launch(3, 3, 0),
+            ready_deadline(3)
+        ]
+    );
+    assert!(client.pending(), "its asker waits for the newer one");
+    assert_eq!(
+        h.core.serving_generation(),
+        1,
+        "generation 1 serves meanwhile"
+    );
+    h.exit(2, 137);
+    h.ready(3);
+    assert_eq!(client.get(), Some(restarted(3, 1, 0, 0, 0)));
+    assert_eq!(h.core.restarting(), None, "nothing more queued");
+}
+
+#[test]
+fn a_change_once_the_new_generation_is_ready_waits_for_it() {
+    let mut h = Harness::serving(crate::config::ProgramSpec {
+        min_ready_time: Duration::from_secs(1),
+        ..quick(1, 0)
+    });
+    h.change();
+    h.take();
+    h.ready(2);
+    h.take();
+    // Ready, held for min_ready_time: it may have connections, so it is
+    // not stopped; one more restart follows it.
+    h.change();
+    assert_eq!(h.take(), vec![]);
+    assert_eq!(h.core.restarting(), Some(2));
 }
 
 #[test]
