@@ -172,13 +172,14 @@ async fn sleep_until(at: Option<Instant>) {
 /// A path as the user would write it: relative to the current directory
 /// when it is under it.
 pub fn shown(path: &Path) -> String {
-    std::env::current_dir()
+    let under_cwd = std::env::current_dir()
         .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| path.to_path_buf())
-        .display()
-        .to_string()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    match under_cwd {
+        Some(p) if p.as_os_str().is_empty() => ".".into(),
+        Some(p) => p.display().to_string(),
+        None => path.display().to_string(),
+    }
 }
 
 /// "src/main.rs", "src/main.rs and 3 more".

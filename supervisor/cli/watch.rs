@@ -14,7 +14,8 @@ pub struct WatchArgs {
     /// the running server serves until the new one is ready, and a new one
     /// that fails is rolled back. PATH is a file or a directory (watched
     /// with everything under it); repeat for more. Ignored: .gitignore'd
-    /// paths, .git, target, node_modules, __pycache__, editor swap files.
+    /// paths, .git, target, node_modules, __pycache__, venv, editor swap
+    /// files.
     /// Makes --listen-pid any and --ready-timeout 5min the defaults.
     #[arg(long = "watch", value_name = "PATH")]
     pub paths: Vec<PathBuf>,

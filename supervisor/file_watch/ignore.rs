@@ -22,6 +22,11 @@ const DIRS: &[&str] = &[
     "target",
     "node_modules",
     "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".mypy_cache",
+    ".pytest_cache",
 ];
 
 /// Files that never restart anything: editors' swap, backup and lock
@@ -258,6 +263,8 @@ mod tests {
             "/p/src/#main.rs#",
             "/p/src/4913",
             "/p/app/__pycache__/m.cpython-311.pyc",
+            "/p/.venv/lib/python3.11/site.py",
+            "/p/venv/bin/activate",
             "/p/handoff.sock",
         ] {
             assert!(i.rules_out(Path::new(path)), "{path}");

@@ -97,7 +97,7 @@ impl Tree {
         };
         for path in paths {
             if path.is_dir() {
-                tree.add_all(path, ignore)?;
+                tree.add_all(path, ignore, true)?;
                 // Its directory too, for this name: a watched directory
                 // removed and made again (a branch switch) is watched again.
                 if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
@@ -120,28 +120,38 @@ impl Tree {
         self.dirs.values().filter(|d| d.all).count()
     }
 
-    /// `dir` and every directory under it that `ignore` does not rule out.
-    /// A directory that vanished meanwhile is no error.
-    fn add_all(&mut self, dir: &Path, ignore: &Ignore) -> io::Result<()> {
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            match self.add(&dir, None) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                // Not followed: a symlink to a directory is watched as the
-                // entry it is, not for what it points to (no loops).
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                let path = entry.path();
-                if is_dir && !ignore.rules_out_dir(&path) {
-                    pending.push(path);
+    /// `dir` and every directory under it that `ignore` does not rule out,
+    /// level by level; with `git`, also those git ignores (asked once a
+    /// level: at start, off any event's path, so a big ignored `build/` or
+    /// `venv/` costs no watches). A directory that vanished meanwhile is no
+    /// error.
+    fn add_all(&mut self, dir: &Path, ignore: &Ignore, git: bool) -> io::Result<()> {
+        let mut level = vec![dir.to_path_buf()];
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for dir in &level {
+                match self.add(dir, None) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                let Ok(entries) = std::fs::read_dir(dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    // Not followed: a symlink to a directory is watched as
+                    // the entry it is, not for what it points to (no loops).
+                    let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                    let path = entry.path();
+                    if is_dir && !ignore.rules_out_dir(&path) {
+                        next.push(path);
+                    }
                 }
             }
+            if git && !next.is_empty() {
+                super::ignore::drop_git_ignored(&ignore.git_roots(), &mut next);
+            }
+            level = next;
         }
         Ok(())
     }
@@ -212,7 +222,7 @@ impl Tree {
                     .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
             let a_root = self.roots.contains(&path);
             if new_dir && ((dir.all && !ignore.rules_out_dir(&path)) || a_root) {
-                if let Err(e) = self.add_all(&path, ignore) {
+                if let Err(e) = self.add_all(&path, ignore, false) {
                     tracing::warn!("watch: {e}");
                 }
             }

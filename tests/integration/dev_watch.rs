@@ -150,7 +150,11 @@ fn ignored_paths_restart_nothing() {
     git(&["init", "-q"]);
     std::fs::write(root.join(".gitignore"), "build/\n*.generated\n").expect(".gitignore");
     std::fs::create_dir_all(root.join("src")).expect("src");
+    // A big ignored tree there from the start costs no watches: only the
+    // project and src are watched (.git by name, build/ by .gitignore).
+    std::fs::create_dir_all(root.join("build/deep/er")).expect("build");
     let mut h = start_in(root, &["--watch", ".", "--watch-ignore", "*.log"]);
+    h.wait_log_since_start(&["watching . (2 directories)"]);
     // Each of these is ignored: git's own files, build output, editors'
     // files, what .gitignore names, the user's glob.
     git(&["add", ".gitignore"]);
