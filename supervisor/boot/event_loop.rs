@@ -125,10 +125,11 @@ pub fn watch_files(sup: &Supervisor) -> std::io::Result<Option<FileWatch>> {
         return Ok(None);
     };
     // handoff's own files are no change of the user's.
-    let own = vec![
-        sup.control.path.clone(),
-        PathBuf::from(sup.fx.runtime_dir()),
-    ];
+    // Absolute, as the events' paths are (`--control ./dev.sock`).
+    let own = [sup.control.path.as_path(), sup.fx.runtime_dir()]
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+        .collect();
     FileWatch::start(settings, own).map(Some)
 }
 
