@@ -35,6 +35,15 @@ fn watch_src(dir: &Path, extra: &[&str]) -> Handoff {
     start_in(dir, &args)
 }
 
+/// Rewrites DIR/server.sh to run `step` (shell, in the project dir: the
+/// "build", which reads what the test wrote) before it execs hello.
+fn build_step(dir: &Path, step: &str) {
+    write_executable(
+        &dir.join("server.sh"),
+        &format!("#!/bin/sh\n{step}\nexec {}\n", example("hello").display()),
+    );
+}
+
 fn change_lines(h: &Handoff) -> Vec<String> {
     h.log()
         .lines()
@@ -104,12 +113,9 @@ fn a_change_that_breaks_the_server_leaves_the_old_one_serving() {
     let mut h = watch_src(dir.path(), &[]);
     // The "build": the script fails as a compiler does while main.txt
     // says broken.
-    write_executable(
-        &dir.path().join("server.sh"),
-        &format!(
-            "#!/bin/sh\nif grep -q broken src/main.txt; then echo 'error: expected `;`' >&2; exit 101; fi\nexec {}\n",
-            example("hello").display()
-        ),
+    build_step(
+        dir.path(),
+        "if grep -q broken src/main.txt; then echo 'error: expected `;`' >&2; exit 101; fi",
     );
     let addr = h.addr("http");
     let load = Load::start(&addr, 4);
@@ -359,12 +365,9 @@ fn a_change_during_a_slow_build_stops_it_and_builds_again_at_once() {
     let dir = temp_dir();
     let mut h = watch_src(dir.path(), &[]);
     // The "build" takes a minute while main.txt says slow.
-    write_executable(
-        &dir.path().join("server.sh"),
-        &format!(
-            "#!/bin/sh\nif grep -q slow src/main.txt; then echo building slowly >&2; sleep 60; fi\nexec {}\n",
-            example("hello").display()
-        ),
+    build_step(
+        dir.path(),
+        "if grep -q slow src/main.txt; then echo building slowly >&2; sleep 60; fi",
     );
     let addr = h.addr("http");
     let load = Load::start(&addr, 4);
