@@ -306,6 +306,11 @@ impl Supervisor {
 
     /// Tells the service manager where things stand (after every event).
     pub fn report_to_manager(&mut self) {
+        // A stop the core began on its own (respawn_limit) is announced
+        // as one asked for is.
+        if self.core.is_stopping() {
+            self.manager.stopping();
+        }
         self.sync_fdstore();
         if let Some(report) = self.core.manager_report() {
             let settled = report.settled && self.reading == 0;

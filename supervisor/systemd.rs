@@ -270,6 +270,8 @@ pub struct ServiceManager {
     ready: bool,
     /// RELOADING=1 was sent; READY=1 follows once the restart is over.
     reloading: bool,
+    /// STOPPING=1 was sent: once is what systemd expects.
+    stopping: bool,
 }
 
 impl ServiceManager {
@@ -287,6 +289,7 @@ impl ServiceManager {
             status: String::new(),
             ready: false,
             reloading: false,
+            stopping: false,
         }
     }
 
@@ -345,7 +348,9 @@ impl ServiceManager {
     }
 
     pub fn stopping(&mut self) {
-        self.send("STOPPING=1\nSTATUS=stopping\n");
+        if !std::mem::replace(&mut self.stopping, true) {
+            self.send("STOPPING=1\nSTATUS=stopping\n");
+        }
     }
 
     /// Pings the watchdog, if the service manager asked for one.

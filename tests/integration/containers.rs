@@ -217,6 +217,8 @@ fn a_crash_loop_past_respawn_limit_stops_handoff_with_its_exit_code() {
          respawn_limit = { count = 2, within = \"60s\" }\n",
     )
     .expect("write the config");
+    // Under systemd, it says it is stopping, as for a stop it is asked for.
+    let notify = crate::activator::NotifySocket::bind(dir.path(), false);
     let mut cmd = Command::new(handoff_bin());
     cmd.arg("run")
         .arg("--config")
@@ -224,6 +226,7 @@ fn a_crash_loop_past_respawn_limit_stops_handoff_with_its_exit_code() {
         .arg("--control")
         .arg(dir.path().join("control.sock"))
         .env("HANDOFF_LOG", "debug")
+        .env("NOTIFY_SOCKET", &notify.address)
         .stdin(Stdio::null());
     let mut h = Handoff::spawn(cmd, dir.path());
     let status = h.wait_exit();
@@ -232,6 +235,13 @@ fn a_crash_loop_past_respawn_limit_stops_handoff_with_its_exit_code() {
         status.code(),
         Some(10),
         "the respawn_limit exit code; log:\n{log}"
+    );
+    notify.wait_for("STOPPING=1", 0);
+    let texts = notify.texts();
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("STOPPING=1")).count(),
+        1,
+        "{texts:?}"
     );
     assert_eq!(
         log.matches(" respawned").count(),
