@@ -36,6 +36,11 @@ pub struct CoreSnapshot {
     /// kernel's order (the sockets travel by fd, so the order holds).
     #[serde(default)]
     pub steering: Vec<Vec<usize>>,
+    /// The respawns `respawn_limit` counts, each as how long before the
+    /// snapshot it was (oldest first), so that an upgrade in a crash loop
+    /// does not start the count over.
+    #[serde(default)]
+    pub respawns_ago_ms: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +122,7 @@ impl CoreSnapshot {
             draining: Vec::new(),
             last_failure: None,
             steering: Vec::new(),
+            respawns_ago_ms: Vec::new(),
         }
     }
 
@@ -267,7 +273,11 @@ impl Core {
             },
             last_failure: snapshot.last_failure.clone(),
             preload_hinted: false,
-            respawns: Default::default(),
+            respawns: snapshot
+                .respawns_ago_ms
+                .iter()
+                .filter_map(|&ago| now.checked_sub(Duration::from_millis(ago)))
+                .collect(),
             gave_up: None,
             steering: Steering::from_groups(
                 snapshot
@@ -386,6 +396,11 @@ impl Core {
                 .collect(),
             draining: self.draining.iter().map(worker).collect(),
             last_failure: self.last_failure.clone(),
+            respawns_ago_ms: self
+                .respawns
+                .iter()
+                .map(|&at| super::ms_u64(now.saturating_duration_since(at)))
+                .collect(),
             steering: self
                 .steering
                 .groups()

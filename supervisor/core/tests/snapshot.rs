@@ -123,3 +123,39 @@ fn validate_names_what_does_not_hold_together() {
     let err = Core::restore(&s, &[], std::time::Instant::now()).expect_err("invalid");
     assert!(matches!(err, RestoreError::UnknownGeneration(9)));
 }
+
+#[test]
+fn respawn_limit_counts_the_respawns_from_before_an_upgrade() {
+    let mut h = Harness::serving(crate::config::ProgramSpec {
+        respawn_limit: Some(crate::config::RespawnLimit {
+            count: 2,
+            within: ms(60_000),
+        }),
+        ..quick(1, 0)
+    });
+    // Two crashes, each respawned: the limit's count is reached.
+    h.exit(1, 1);
+    h.fire(Timer::RespawnDue { slot: 0, token: 1 });
+    h.advance(ms(1000));
+    h.exit(2, 1);
+    h.fire(Timer::RespawnDue { slot: 0, token: 2 });
+    h.advance(ms(1000));
+    h.take();
+    assert_eq!(h.core.gave_up(), None);
+    // The upgrade: the new binary's core, from the snapshot's JSON.
+    let now = h.fx.now;
+    let json = serde_json::to_string(&h.core.snapshot(now, &mut no_socket)).expect("json");
+    let read: CoreSnapshot = serde_json::from_str(&json).expect("its own format");
+    h.core = Core::restore(&read, &[], now).expect("a valid snapshot");
+    h.core.resume(&mut h.fx);
+    h.take();
+    // The third crash within the minute is past the limit, upgrade or not.
+    h.exit(3, 1);
+    assert!(
+        h.core
+            .gave_up()
+            .is_some_and(|m| m.contains("crashed 3 times")),
+        "{:?}",
+        h.core.gave_up()
+    );
+}
