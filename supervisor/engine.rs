@@ -285,11 +285,11 @@ impl Supervisor {
         }
     }
 
+    /// A stop asked for. The service manager hears STOPPING=1 from
+    /// `report_to_manager`, after this event as after any that began one.
     pub fn stop(&mut self, waiter: Option<crate::core::Waiter>, cause: StopCause) {
         let began = self.core.stop(&mut self.fx, waiter, cause);
-        if began {
-            self.manager.stopping();
-        } else if matches!(cause, StopCause::Signal(_)) {
+        if !began && matches!(cause, StopCause::Signal(_)) {
             self.fx.kill_leftovers();
         }
     }
@@ -306,8 +306,7 @@ impl Supervisor {
 
     /// Tells the service manager where things stand (after every event).
     pub fn report_to_manager(&mut self) {
-        // A stop the core began on its own (respawn_limit) is announced
-        // as one asked for is.
+        // Once a stop began, asked for or the core's own (respawn_limit).
         if self.core.is_stopping() {
             self.manager.stopping();
         }

@@ -51,13 +51,7 @@ impl Core {
                 if stale && !has_ready {
                     // Whoever waits for it is answered by the next one.
                     queued.waiters.append(&mut rollout.waiters);
-                    self.roll_back_rollout(
-                        fx,
-                        "out of date before it was ready: a newer change arrived".into(),
-                        ErrorKind::RestartFailed,
-                        None,
-                        Rollback::Superseded,
-                    );
+                    self.supersede_rollout(fx);
                     return;
                 }
                 tracing::info!(
@@ -386,45 +380,11 @@ impl Core {
         kind: ErrorKind,
         reaped: Option<super::WorkerId>,
     ) {
-        self.roll_back_rollout(fx, reason, kind, reaped, Rollback::Failed);
-    }
-
-    fn roll_back_rollout(
-        &mut self,
-        fx: &mut dyn Effects,
-        reason: String,
-        kind: ErrorKind,
-        reaped: Option<super::WorkerId>,
-        why: Rollback,
-    ) {
         let Phase::Rolling { rollout, queued } = std::mem::take(&mut self.phase) else {
             unreachable!("only called while a rollout is in progress")
         };
         let number = rollout.generation.number;
-        // From the last: slots the rollout added are removed as it goes.
-        for &slot in rollout.batch.iter().rev() {
-            let Some(s) = self.slots.get_mut(slot) else {
-                continue; // its launch failed: never added
-            };
-            if !matches!(s.state, SlotState::Replacing { .. }) {
-                continue; // not launched yet when the batch failed
-            }
-            let (new, kept) = s.roll_back();
-            if !kept {
-                // Slots this rollout added go away again (they are the last
-                // ones: batches go in slot order).
-                debug_assert_eq!(slot + 1, self.slots.len());
-                self.slots.truncate(slot);
-            }
-            if Some(new.id) != reaped {
-                self.kill(fx, new, format!("generation {number} rolled back"));
-            }
-        }
-        if why == Rollback::Superseded {
-            tracing::info!("generation {number} stopped: {reason}");
-            self.start_queued(fx, queued);
-            return;
-        }
+        self.roll_back_batch(fx, &rollout, reaped);
         self.last_failure = Some(format!("generation {number} failed: {reason}"));
         let message = if kind == ErrorKind::ShuttingDown {
             reason
@@ -448,6 +408,51 @@ impl Core {
             fx.answer(w.reply, error(kind, message.clone()));
         }
         self.start_queued(fx, queued);
+    }
+
+    /// A newer change made the rollout out of date (`--watch`) before any
+    /// of its workers was ready: no failure, its new workers are killed and
+    /// the queued restart starts. Its waiters were moved to the queue.
+    fn supersede_rollout(&mut self, fx: &mut dyn Effects) {
+        let Phase::Rolling { rollout, queued } = std::mem::take(&mut self.phase) else {
+            unreachable!("only called while a rollout is in progress")
+        };
+        self.roll_back_batch(fx, &rollout, None);
+        tracing::info!(
+            "generation {} stopped: out of date before it was ready: a newer change arrived",
+            rollout.generation.number
+        );
+        self.start_queued(fx, queued);
+    }
+
+    /// Takes the batch's new workers out of their slots and kills them
+    /// (all but `reaped`), the old ones staying.
+    fn roll_back_batch(
+        &mut self,
+        fx: &mut dyn Effects,
+        rollout: &Rollout,
+        reaped: Option<super::WorkerId>,
+    ) {
+        let number = rollout.generation.number;
+        // From the last: slots the rollout added are removed as it goes.
+        for &slot in rollout.batch.iter().rev() {
+            let Some(s) = self.slots.get_mut(slot) else {
+                continue; // its launch failed: never added
+            };
+            if !matches!(s.state, SlotState::Replacing { .. }) {
+                continue; // not launched yet when the batch failed
+            }
+            let (new, kept) = s.roll_back();
+            if !kept {
+                // Slots this rollout added go away again (they are the last
+                // ones: batches go in slot order).
+                debug_assert_eq!(slot + 1, self.slots.len());
+                self.slots.truncate(slot);
+            }
+            if Some(new.id) != reaped {
+                self.kill(fx, new, format!("generation {number} rolled back"));
+            }
+        }
     }
 
     /// A draining worker is gone (None: just check): answers the restarts
@@ -482,16 +487,6 @@ impl Core {
             }
         }
     }
-}
-
-/// Why a rollout is rolled back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rollback {
-    /// It failed: an error, answered to whoever waits for it.
-    Failed,
-    /// A newer change made it out of date (`--watch`): no failure, and
-    /// whoever waits for it waits for the next one.
-    Superseded,
 }
 
 /// "0-3, 7".
