@@ -177,7 +177,12 @@ impl Tree {
             only: Vec::new(),
         });
         match only {
-            None => entry.all = true,
+            None => {
+                entry.all = true;
+                // The same directory under a new name (it was renamed: the
+                // watch follows the inode): events name it as it is now.
+                entry.path = dir.to_path_buf();
+            }
             Some(name) => entry.only.push(name),
         }
         Ok(())

@@ -388,3 +388,19 @@ fn a_change_during_a_slow_build_stops_it_and_builds_again_at_once() {
         h.log()
     );
 }
+
+#[test]
+fn a_renamed_directory_reports_changes_under_its_new_name() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.path().join("src/old")).expect("src/old");
+    let mut h = watch_src(dir.path(), &[]);
+    std::fs::rename(dir.path().join("src/old"), dir.path().join("src/new")).expect("mv");
+    h.wait_log("building generation 2");
+    h.wait_generation(2);
+    std::fs::write(dir.path().join("src/new/a.rs"), "x").expect("write");
+    let line = h.wait_log("building generation 3");
+    assert!(
+        line.contains("change in src/new/a.rs: building generation 3"),
+        "{line}"
+    );
+}
