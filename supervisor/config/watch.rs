@@ -76,19 +76,16 @@ pub(super) fn merge(
             }),
         }
     }
-    let mut ignore = Vec::new();
-    for (globs, said, location) in [
-        (&file.ignore, "watch.ignore", at("watch.ignore")),
-        (&flags.ignore, "--watch-ignore", None),
-    ] {
-        for glob in globs {
-            match check_glob(glob) {
-                Ok(()) => ignore.push(glob.clone()),
-                Err(e) => errors.push(ConfigError {
-                    location: location.clone(),
-                    message: format!("{said} `{glob}`: {e}"),
-                }),
-            }
+    // The file's globs were checked where they stand (`file/watch.rs`);
+    // the flags' here, for an `Overrides` that did not come through clap.
+    let mut ignore = file.ignore.clone();
+    for glob in &flags.ignore {
+        match check_glob(glob) {
+            Ok(()) => ignore.push(glob.clone()),
+            Err(e) => errors.push(ConfigError {
+                location: None,
+                message: format!("--watch-ignore `{glob}`: {e}"),
+            }),
         }
     }
     let debounce = flags.debounce.or(file.debounce).unwrap_or(DEFAULT_DEBOUNCE);
